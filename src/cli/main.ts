@@ -1,0 +1,60 @@
+/**
+ * `colo` entry point: a table of subcommands, each in its own module under src/cli/, loaded on
+ * demand so that `colo stream inspect` never pays for binaryen. A subcommand module exports
+ * `run(argv: string[]): Promise<number>` returning the process exit status, and prints its own
+ * `--help`.
+ *
+ * Exit statuses: 0 success; 1 the operation failed (invalid stream, guest error, …);
+ * 2 usage error (bad flags, missing arguments).
+ */
+
+export interface Subcommand {
+  readonly name: string;
+  readonly usage: string;
+  readonly summary: string;
+  readonly load: () => Promise<{ run(argv: string[]): Promise<number> }>;
+}
+
+export const SUBCOMMANDS: readonly Subcommand[] = [
+  {
+    name: "stream",
+    usage: "colo stream inspect|verify FILE|-",
+    summary: "print or verify a Xen-format migration stream",
+    load: () => import("./stream.ts"),
+  },
+];
+
+export function usage(): string {
+  const width = Math.max(...SUBCOMMANDS.map((c) => c.usage.length));
+  const lines = SUBCOMMANDS.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`);
+  return [
+    "usage: colo COMMAND [ARGS…]",
+    "",
+    "COLO fault tolerance for WebAssembly guests.",
+    "",
+    "commands:",
+    ...lines,
+    "",
+    "`colo COMMAND --help` describes one command.",
+    "",
+  ].join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    process.stdout.write("colo 0.1.0\n");
+    return 0;
+  }
+  const cmd = SUBCOMMANDS.find((c) => c.name === name);
+  if (cmd === undefined) {
+    process.stderr.write(`colo: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  const mod = await cmd.load();
+  return mod.run(rest);
+}

@@ -1,0 +1,140 @@
+/**
+ * The domain interface: what the save/restore engine, the proxy and the replication controller
+ * may do to a guest, without knowing it runs WebAssembly (Xen's per-guest-type ops table).
+ *
+ * Units: a page is 4 KiB; a pfn is a byte address >> 12 in the guest's linear memory.
+ *
+ * Lifecycle (every implementation follows it; `test/guest/domain-conformance.ts` checks it):
+ *
+ *   created ──start()──▶ running ──suspend()──▶ suspended ──resume()──▶ running
+ *      │                    │                      │
+ *      │                    └──guest exits/traps──▶ exited | trapped   (terminal; readable)
+ *      └──(restore target: apply*() then resume())
+ *   any state ──destroy()──▶ destroyed (terminal; every later call throws DomainError "destroyed")
+ *
+ * Ownership: buffers passed in are borrowed for the duration of the call only; buffers returned
+ * belong to the caller. Nothing is retained across calls unless a method says so.
+ */
+
+/** Page size in bytes: the pfn unit everywhere in colo. */
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+
+export type DomainState = "created" | "running" | "suspended" | "exited" | "trapped" | "destroyed";
+
+/** Why a guest stopped on its own. */
+export type GuestEnd =
+  | { readonly kind: "exit"; readonly code: number }
+  | { readonly kind: "trap"; readonly message: string };
+
+/** Identity of the instrumented module, carried by the seeding migration (architecture: item 1). */
+export interface ModuleIdentity {
+  /** The original (uninstrumented) module bytes, as the user supplied them. */
+  readonly moduleBytes: Uint8Array;
+  /** SHA-256 of the instrumented module bytes. Two replicas run byte-identical code iff equal. */
+  readonly instrumentedHash: Uint8Array;
+  /** Transform version string, binaryen's version included, e.g. "colo-xform/1 binaryen/132". */
+  readonly transformVersion: string;
+}
+
+/** One 4 KiB block of one file in the guest's virtual file system. */
+export interface FsBlockRef {
+  /** Stable file id (inode number) inside the virtual file system; same on both replicas. */
+  readonly ino: number;
+  /** Block index within the file: byte offset >> 12. */
+  readonly block: number;
+}
+
+/** Which file-system data blocks a host-state capture carries. Metadata is always whole. */
+export type FsBlockSelection = { readonly kind: "all" } | { readonly kind: "some"; readonly blocks: readonly FsBlockRef[] };
+
+/**
+ * The ops contract. Every method documents when it may be called; calling it in another state
+ * throws a DomainError with code "bad-state" and changes nothing.
+ */
+export interface Domain {
+  /** Current state. */
+  readonly state: DomainState;
+
+  /** How the guest ended, once state is exited or trapped; otherwise undefined. */
+  readonly end: GuestEnd | undefined;
+
+  /** Identity of the instrumented module this domain runs. Any state but destroyed. */
+  readonly identity: ModuleIdentity;
+
+  /** Linear memory size in pages. May grow while running (memory.grow); read it again after. */
+  pageCount(): number;
+
+  /**
+   * Make the linear memory exactly `pages` pages. Only while suspended or created.
+   * Growing is memory.grow. Shrinking re-creates the instance at the smaller size by a local
+   * copy of the first `pages` pages (wasm memories cannot shrink); context and host state carry
+   * over unchanged. Pages beyond the old size read as zero and are not marked dirty.
+   */
+  resize(pages: number): Promise<void>;
+
+  /**
+   * Copy page `pfn` into `dst` (exactly PAGE_SIZE bytes). Any state but destroyed; safe while
+   * running: a copy torn by a racing store is harmless because that store marks the page again
+   * after it lands, so the next harvest returns it. Throws RangeError if pfn >= pageCount().
+   */
+  readPage(pfn: number, dst: Uint8Array): void;
+
+  /** Overwrite page `pfn` with `src` (PAGE_SIZE bytes). Only while suspended or created. Does not mark it dirty. */
+  writePage(pfn: number, src: Uint8Array): void;
+
+  /**
+   * Return the pfns written since the previous harvest (by the guest or by the host on the
+   * guest's behalf), ascending, and clear their marks, each mark cleared before the caller can
+   * copy the page. Safe while running. The first harvest after start returns the pages written
+   * since start (not all pages: a full send uses pageCount()).
+   */
+  harvestDirty(): Uint32Array;
+
+  /** Start the guest's entry point (`_start`). Only in state created, and not after apply*(). */
+  start(): Promise<void>;
+
+  /**
+   * Stop the guest at its next safe point (a host call or a loop head) and unwind its stack.
+   * Only while running; resolves once state is suspended (or exited/trapped if it ended first).
+   */
+  suspend(): Promise<void>;
+
+  /** Continue a suspended (or freshly applied) guest. Only while suspended, or created after apply*(). */
+  resume(): Promise<void>;
+
+  /**
+   * The guest context record body: mutable globals, tables the guest changed, and the Asyncify
+   * stack. Only while suspended. Opaque to the engine; the same bytes for the same state.
+   */
+  captureContext(): Promise<Uint8Array>;
+
+  /** Install a guest context captured by captureContext() (any process, same identity). Only while suspended or created. */
+  applyContext(body: Uint8Array): Promise<void>;
+
+  /**
+   * WASI host state in its canonical encoding (the EMULATOR_CONTEXT body after the emulator
+   * sub-header). Only while suspended. File-system data blocks are limited to `fs`; metadata
+   * and every other part of the host state are always whole.
+   */
+  captureHostState(fs: FsBlockSelection): Promise<Uint8Array>;
+
+  /**
+   * Install host state captured by captureHostState(). Blocks not carried keep their current
+   * contents. Only while suspended or created. Validates fully before changing anything.
+   */
+  applyHostState(body: Uint8Array): Promise<void>;
+
+  /** File-system blocks changed since the previous call, and clear the record. Only while suspended. */
+  harvestFsDirty(): Promise<FsBlockRef[]>;
+
+  /**
+   * SHA-256 over the canonical encoding of the whole state: memory, context, host state, files.
+   * Host-local things (real sockets, host paths, clock bases) are left out, so two replicas in
+   * the same state give the same digest. Only while suspended, exited or trapped.
+   */
+  digest(): Promise<Uint8Array>;
+
+  /** Stop everything and free the worker. Idempotent. */
+  destroy(): Promise<void>;
+}
