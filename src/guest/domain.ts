@@ -46,7 +46,9 @@ export interface FsBlockRef {
 }
 
 /** Which file-system data blocks a host-state capture carries. Metadata is always whole. */
-export type FsBlockSelection = { readonly kind: "all" } | { readonly kind: "some"; readonly blocks: readonly FsBlockRef[] };
+export type FsBlockSelection =
+  | { readonly kind: "all" }
+  | { readonly kind: "some"; readonly blocks: readonly FsBlockRef[] };
 
 /**
  * The ops contract. Every method documents when it may be called; calling it in another state

@@ -17,7 +17,10 @@
 export type ConnId = number;
 
 /** Where an output came from. */
-export type OutputStream = { readonly kind: "conn"; readonly id: ConnId } | { readonly kind: "stdout" } | { readonly kind: "stderr" };
+export type OutputStream =
+  | { readonly kind: "conn"; readonly id: ConnId }
+  | { readonly kind: "stdout" }
+  | { readonly kind: "stderr" };
 
 /** Events from the plug into the guest. */
 export type PortInput =
@@ -31,7 +34,12 @@ export type PortInput =
 /** Events from the guest out to the plug. */
 export type PortOutput =
   /** Bytes the guest wrote; `offset` is the output offset of the first byte on that stream. */
-  | { readonly kind: "data"; readonly stream: OutputStream; readonly offset: number; readonly bytes: Uint8Array }
+  | {
+      readonly kind: "data";
+      readonly stream: OutputStream;
+      readonly offset: number;
+      readonly bytes: Uint8Array;
+    }
   /** The guest shut down its sending side of a connection (sock_shutdown WR or close). */
   | { readonly kind: "shutdown"; readonly conn: ConnId }
   /** The guest closed the connection's fd. */
