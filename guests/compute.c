@@ -28,6 +28,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "guest_util.h"
+
 #define PAGE 4096u
 #define MIB (1024u * 1024u)
 
@@ -51,15 +53,6 @@ static void usage(FILE *f) {
           "               [--report-ms MS] [--seed X] [--sleep] [--exit-code C] [--trap]\n"
           "defaults: --mem-mib 16 --ws-mib 4 --pages-per-sec 0 (sieve mode) --rounds 0 --seconds 0\n"
           "          --report-ms 1000 --seed 1 --exit-code 0 (0 rounds/seconds: run forever)\n");
-}
-
-static bool parse_u64(const char *s, uint64_t *out) {
-  char *end;
-  if (*s < '0' || *s > '9') return false;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (*end != '\0') return false;
-  *out = v;
-  return true;
 }
 
 /* Spin on arithmetic for a while without touching memory; returns a value so it is not elided. */

@@ -20,21 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_util.h"
+
 #define LISTEN_FD 3
 
 static uint64_t mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static bool parse_u64(const char *s, uint64_t *out) {
-  char *end;
-  if (*s < '0' || *s > '9') return false;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (*end != '\0') return false;
-  *out = v;
-  return true;
 }
 
 int main(int argc, char **argv) {
