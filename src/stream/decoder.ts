@@ -1,0 +1,633 @@
+/**
+ * Incremental, I/O-free decoder for the nested Xen streams.
+ *
+ * Feed bytes in any split with `write(chunk)`, pull whole items with `next()` (or do both with
+ * `push(chunk)`), and call `end()` when the input ends. It understands the nesting:
+ *
+ *   [xl header] libxl header, libxl records … LIBXC_CONTEXT
+ *     → libxc image header, domain header, libxc records … END (plain) | CHECKPOINT (checkpointed)
+ *     → libxl records … END | CHECKPOINT_END
+ *        (checkpointed: after CHECKPOINT_END, [CHECKPOINT_STATE] [CHECKPOINT_SEQ], then the next
+ *         checkpoint's libxc records, with no new headers)
+ *     → after libxl END: [MIGRATION_GO], then nothing.
+ *
+ * and a headerless "back-channel" mode where the caller says, before each `next()`, which records
+ * are acceptable (`expect`), since the two layers' type numbers overlap.
+ *
+ * Guarantees:
+ * - Every length is checked against the type's bounds and the cap before anything is buffered.
+ * - Padding and reserved fields are checked; an item is returned only once fully validated.
+ * - Unknown optional libxc records (bit 31) are skipped without buffering; unknown mandatory ones,
+ *   and any unknown libxl type, are errors.
+ * - It holds at most one partial item (a record spanning chunks is assembled in one buffer of its
+ *   exact padded size) plus the unconsumed rest of the current chunk.
+ * - After an error every call throws the same StreamError.
+ *
+ * Backpressure / ownership contract: call `next()` until it returns undefined before the next
+ * `write()` (write throws otherwise). Bodies are views: into your chunk when the record lay
+ * within it (do not modify that memory while you use the record), else into a buffer owned by
+ * the record — or, with `reuseBuffer`, into a buffer reused by the next spanning record, so use
+ * the record before calling `next()` again.
+ */
+
+import type { BodyCodec } from "./codec.ts";
+import { paddingFor } from "./encode.ts";
+import { recordName, StreamError } from "./errors.ts";
+import {
+  DHDR_SIZE,
+  DHDR_TYPE_X86_PV,
+  IHDR_SIZE,
+  type Layer,
+  LIBXC,
+  LIBXL,
+  LIBXL_HDR_SIZE,
+  REC_LENGTH_MAX,
+  REC_TYPE_OPTIONAL,
+  RECORD_HEADER_SIZE,
+  XL_HEADER_SIZE,
+} from "./format.ts";
+import {
+  type DomainHeader,
+  domainHeader,
+  type ImageHeader,
+  imageHeader,
+  type LibxlHeader,
+  libxlHeader,
+  type XlHeader,
+  xlHeader,
+} from "./headers.ts";
+import { codecFor, type RecordValue } from "./registry.ts";
+
+export type HeaderKind = "xl" | "libxl" | "libxc-image" | "libxc-domain";
+
+export interface DecodedHeader {
+  readonly kind: "header";
+  readonly header: HeaderKind;
+  /** Stream offset of the header's first byte. */
+  readonly offset: number;
+  /** Header size in bytes (the xl header includes its optional data). */
+  readonly size: number;
+  readonly value: XlHeader | LibxlHeader | ImageHeader | DomainHeader;
+}
+
+export interface DecodedRecord {
+  readonly kind: "record";
+  readonly layer: Layer;
+  readonly type: number;
+  /** Type in words, e.g. "PAGE_DATA". */
+  readonly name: string;
+  /** Stream offset of the record's 8-byte header. */
+  readonly offset: number;
+  /** Body length from the header (padding excluded). */
+  readonly length: number;
+  /** The body (no padding); a view, not a copy, where possible. */
+  readonly body: Uint8Array;
+  /** The validated, decoded body; narrow on `value.kind`. */
+  readonly value: RecordValue;
+}
+
+export type DecodedItem = DecodedHeader | DecodedRecord;
+
+/** A record a back-channel reader may accept next. */
+export interface RecordKey {
+  readonly layer: Layer;
+  readonly type: number;
+}
+
+/** Every record that may travel on the back channel (S → P). */
+export const BACK_CHANNEL_RECORDS: readonly RecordKey[] = [
+  { layer: "libxl", type: LIBXL.CHECKPOINT_STATE },
+  { layer: "libxl", type: LIBXL.CHECKPOINT_SEQ },
+  { layer: "libxl", type: LIBXL.CHECKPOINT_DIGEST },
+  { layer: "libxl", type: LIBXL.MIGRATION_RECEIVED },
+  { layer: "libxl", type: LIBXL.MIGRATION_RESUMED },
+  { layer: "libxc", type: LIBXC.CHECKPOINT_DIRTY_PFN_LIST },
+  { layer: "libxc", type: LIBXC.FS_DIRTY_BLOCK_LIST },
+];
+
+export interface DecoderOptions {
+  /**
+   * Where the input starts. "auto" (default) recognises the xl magic, "LibxlFmt" or the libxc
+   * marker from the first 8 bytes; "back-channel" expects bare records and no header.
+   */
+  readonly start?: "auto" | "xl" | "libxl" | "libxc" | "back-channel";
+  /** Cap on one record's padded body, bytes (default and maximum REC_LENGTH_MAX, 128 MiB). */
+  readonly maxRecordLength?: number;
+  /**
+   * Main channel: whether a CHECKPOINT_STATE record may follow CHECKPOINT_END (COLO) — needed
+   * because type 5 is also libxc's X86_PV_VCPU_XSAVE. Default: yes unless the domain is x86 PV.
+   */
+  readonly checkpointState?: boolean;
+  /** Reuse one buffer for records that span chunks (see the ownership contract above). */
+  readonly reuseBuffer?: boolean;
+}
+
+type Phase =
+  | "detect"
+  | "xl-fixed"
+  | "xl-optional"
+  | "libxl-header"
+  | "libxc-image"
+  | "libxc-domain"
+  | "libxl-records"
+  | "libxc-records"
+  | "interlude"
+  | "after-end"
+  | "done"
+  | "back-channel";
+
+interface PendingRecord {
+  readonly layer: Layer;
+  readonly type: number;
+  readonly length: number;
+  readonly offset: number;
+  /** undefined: an unknown optional record being skipped. */
+  readonly codec: BodyCodec<RecordValue> | undefined;
+}
+
+const EMPTY = new Uint8Array(0);
+const XL_PREFIX = xlHeader.magic.subarray(0, 8);
+const LIBXL_PREFIX = libxlHeader.encode().subarray(0, 8);
+
+export class StreamDecoder {
+  private phase: Phase;
+  private readonly cap: number;
+  private readonly reuse: boolean;
+  private stateFollows: boolean | undefined;
+  private accept: readonly RecordKey[] = BACK_CHANNEL_RECORDS;
+
+  // input
+  private chunk: Uint8Array = EMPTY;
+  private pos = 0;
+  /** Bytes consumed from the input so far (stream offset of chunk[pos]). */
+  private consumed = 0;
+  // one partial item
+  private stage: Uint8Array | null = null;
+  private staged = 0;
+  private spare: Uint8Array | null = null;
+  private carry: Uint8Array | null = null;
+  private itemOffset = -1;
+  private pending: PendingRecord | null = null;
+  private skipLeft = 0;
+  private xlFixed: { mandatoryFlags: number; optionalFlags: number; optionalDataLength: number } | null =
+    null;
+  // nesting
+  private libxcStarted = false;
+  private bareLibxc = false;
+  private libxcEndedBy: "end" | "checkpoint" | null = null;
+  private atCheckpointBoundary = false;
+  private failed: StreamError | null = null;
+
+  constructor(options: DecoderOptions = {}) {
+    const start = options.start ?? "auto";
+    this.phase =
+      start === "auto"
+        ? "detect"
+        : start === "xl"
+          ? "xl-fixed"
+          : start === "libxl"
+            ? "libxl-header"
+            : start === "libxc"
+              ? "libxc-image"
+              : "back-channel";
+    this.bareLibxc = start === "libxc";
+    this.cap = Math.min(options.maxRecordLength ?? REC_LENGTH_MAX, REC_LENGTH_MAX);
+    this.stateFollows = options.checkpointState;
+    this.reuse = options.reuseBuffer ?? false;
+  }
+
+  /** Stream offset of the next unconsumed byte. */
+  get offset(): number {
+    return this.consumed;
+  }
+
+  /** Back channel: the records acceptable next (default BACK_CHANNEL_RECORDS). */
+  expect(accept: readonly RecordKey[] = BACK_CHANNEL_RECORDS): void {
+    this.accept = accept;
+  }
+
+  /** Hands the decoder the next chunk. Call `next()` until undefined first. */
+  write(chunk: Uint8Array): void {
+    this.throwIfFailed();
+    if (this.pos < this.chunk.length)
+      throw new Error("StreamDecoder.write before the previous chunk was drained");
+    this.chunk = chunk;
+    this.pos = 0;
+  }
+
+  /** The next complete, validated item, or undefined when more input is needed. */
+  next(): DecodedItem | undefined {
+    this.throwIfFailed();
+    try {
+      return this.step();
+    } catch (e) {
+      this.failed =
+        e instanceof StreamError
+          ? e
+          : new StreamError("invalid-argument", String(e), { offset: this.itemOffset, cause: e });
+      throw this.failed;
+    }
+  }
+
+  /** write(chunk), then every item it completes. */
+  push(chunk: Uint8Array): DecodedItem[] {
+    this.write(chunk);
+    const out: DecodedItem[] = [];
+    for (let item = this.next(); item !== undefined; item = this.next()) out.push(item);
+    return out;
+  }
+
+  /**
+   * The input ended. Throws "truncated" if it ended inside a header or record, or at a record
+   * boundary where the stream may not end (a plain stream before its last END; a checkpointed
+   * one inside a checkpoint). A back channel may end at any record boundary.
+   */
+  end(): void {
+    this.throwIfFailed();
+    const inItem = this.stage !== null || this.carry !== null || this.pending !== null || this.skipLeft > 0;
+    if (inItem) {
+      this.failed = new StreamError("truncated", "input ended inside a header or record", {
+        offset: this.itemOffset,
+        ...(this.pending ? { layer: this.pending.layer, type: this.pending.type } : {}),
+        details: { consumed: this.consumed },
+      });
+      throw this.failed;
+    }
+    const ok =
+      this.phase === "done" ||
+      this.phase === "after-end" ||
+      this.phase === "back-channel" ||
+      this.phase === "interlude" ||
+      this.atCheckpointBoundary;
+    if (!ok) {
+      this.failed = new StreamError("truncated", `input ended before the stream's end (in ${this.phase})`, {
+        offset: this.consumed,
+        details: { phase: this.phase },
+      });
+      throw this.failed;
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.failed !== null) throw this.failed;
+  }
+
+  /** n contiguous bytes, without copying when the current chunk holds them; else staged. */
+  private take(n: number): Uint8Array | undefined {
+    if (this.stage === null) {
+      if (this.carry !== null) {
+        this.stage = new Uint8Array(n);
+        this.stage.set(this.carry);
+        this.staged = this.carry.length;
+        this.carry = null;
+      } else {
+        const avail = this.chunk.length - this.pos;
+        if (avail >= n) {
+          const v = this.chunk.subarray(this.pos, this.pos + n);
+          this.pos += n;
+          this.consumed += n;
+          return v;
+        }
+        if (avail === 0) return undefined;
+        if (this.reuse && n > 64 && this.spare !== null && this.spare.length >= n) {
+          this.stage = this.spare.subarray(0, n);
+        } else {
+          this.stage = new Uint8Array(n);
+          if (this.reuse && n > 64) this.spare = this.stage;
+        }
+        this.staged = 0;
+      }
+    }
+    const k = Math.min(this.stage.length - this.staged, this.chunk.length - this.pos);
+    this.stage.set(this.chunk.subarray(this.pos, this.pos + k), this.staged);
+    this.staged += k;
+    this.pos += k;
+    this.consumed += k;
+    if (this.staged < this.stage.length) return undefined;
+    const out = this.stage;
+    this.stage = null;
+    return out;
+  }
+
+  private beginItem(): void {
+    if (this.stage === null && this.pending === null && this.skipLeft === 0) {
+      this.itemOffset = this.consumed - (this.carry?.length ?? 0);
+    }
+  }
+
+  private headerError(e: unknown): never {
+    if (e instanceof StreamError) {
+      throw new StreamError(e.code, e.reason, {
+        offset: this.itemOffset,
+        details: e.details,
+        cause: e.cause,
+      });
+    }
+    throw e;
+  }
+
+  private step(): DecodedItem | undefined {
+    for (;;) {
+      if (this.pos >= this.chunk.length && this.carry === null) return undefined;
+      this.beginItem();
+      switch (this.phase) {
+        case "detect": {
+          const b = this.take(8);
+          if (b === undefined) return undefined;
+          this.carry = b.slice();
+          this.phase = startsWith(b, XL_PREFIX)
+            ? "xl-fixed"
+            : startsWith(b, LIBXL_PREFIX)
+              ? "libxl-header"
+              : b.every((x) => x === 0xff)
+                ? "libxc-image"
+                : this.unrecognised();
+          this.bareLibxc = this.phase === "libxc-image";
+          continue;
+        }
+        case "xl-fixed": {
+          const b = this.take(XL_HEADER_SIZE);
+          if (b === undefined) return undefined;
+          try {
+            this.xlFixed = xlHeader.decodeFixed(b);
+          } catch (e) {
+            this.headerError(e);
+          }
+          this.phase = "xl-optional";
+          if (this.xlFixed.optionalDataLength === 0) return this.emitXl(EMPTY);
+          this.carry = null;
+          continue;
+        }
+        case "xl-optional": {
+          // itemOffset still points at the xl header's first byte
+          const b = this.take(this.xlFixed!.optionalDataLength);
+          if (b === undefined) return undefined;
+          return this.emitXl(b);
+        }
+        case "libxl-header": {
+          const b = this.take(LIBXL_HDR_SIZE);
+          if (b === undefined) return undefined;
+          let value: LibxlHeader;
+          try {
+            value = libxlHeader.decode(b);
+          } catch (e) {
+            this.headerError(e);
+          }
+          this.phase = "libxl-records";
+          return { kind: "header", header: "libxl", offset: this.itemOffset, size: LIBXL_HDR_SIZE, value };
+        }
+        case "libxc-image": {
+          const b = this.take(IHDR_SIZE);
+          if (b === undefined) return undefined;
+          let value: ImageHeader;
+          try {
+            value = imageHeader.decode(b);
+          } catch (e) {
+            this.headerError(e);
+          }
+          this.phase = "libxc-domain";
+          this.libxcStarted = true;
+          return { kind: "header", header: "libxc-image", offset: this.itemOffset, size: IHDR_SIZE, value };
+        }
+        case "libxc-domain": {
+          const b = this.take(DHDR_SIZE);
+          if (b === undefined) return undefined;
+          let value: DomainHeader;
+          try {
+            value = domainHeader.decode(b);
+          } catch (e) {
+            this.headerError(e);
+          }
+          this.stateFollows ??= value.type !== DHDR_TYPE_X86_PV;
+          this.phase = "libxc-records";
+          return { kind: "header", header: "libxc-domain", offset: this.itemOffset, size: DHDR_SIZE, value };
+        }
+        case "done": {
+          throw new StreamError("trailing-data", "bytes after the stream's final record", {
+            offset: this.consumed,
+          });
+        }
+        default: {
+          const rec = this.record();
+          if (rec === undefined) {
+            if (this.pos >= this.chunk.length) return undefined;
+            continue; // a skipped optional record
+          }
+          return rec;
+        }
+      }
+    }
+  }
+
+  private unrecognised(): never {
+    throw new StreamError("bad-magic", "not an xl file, a libxl stream or a libxc stream (leading bytes)", {
+      offset: 0,
+    });
+  }
+
+  private emitXl(optionalData: Uint8Array): DecodedHeader {
+    const f = this.xlFixed!;
+    this.phase = "libxl-header";
+    return {
+      kind: "header",
+      header: "xl",
+      offset: this.itemOffset,
+      size: XL_HEADER_SIZE + optionalData.length,
+      value: { mandatoryFlags: f.mandatoryFlags, optionalFlags: f.optionalFlags, optionalData },
+    };
+  }
+
+  /** Which layer reads a record of `type` in the current phase. */
+  private layerOf(type: number): Layer {
+    switch (this.phase) {
+      case "libxc-records":
+        return "libxc";
+      case "interlude":
+        if (
+          (type === LIBXL.CHECKPOINT_STATE && this.stateFollows !== false) ||
+          type === LIBXL.CHECKPOINT_SEQ
+        ) {
+          return "libxl";
+        }
+        return "libxc";
+      case "back-channel": {
+        const key = this.accept.find((k) => k.type === type);
+        if (key !== undefined) return key.layer;
+        const known = codecFor("libxl", type) ?? codecFor("libxc", type);
+        if (known !== undefined || (type & REC_TYPE_OPTIONAL) === 0) {
+          throw new StreamError(
+            known ? "order" : "unknown-mandatory",
+            known
+              ? `back channel: record 0x${type.toString(16)} not acceptable here (expected ${this.accept.map((k) => recordName(k.layer, k.type)).join(", ")})`
+              : "back channel: unknown mandatory record",
+            { offset: this.itemOffset, layer: known?.layer ?? "libxc", type },
+          );
+        }
+        return "libxc"; // unknown optional: skipped below
+      }
+      default:
+        return "libxl";
+    }
+  }
+
+  private record(): DecodedRecord | undefined {
+    if (this.skipLeft > 0) {
+      const k = Math.min(this.skipLeft, this.chunk.length - this.pos);
+      this.skipLeft -= k;
+      this.pos += k;
+      this.consumed += k;
+      if (this.skipLeft > 0) return undefined;
+      this.pending = null;
+      return undefined;
+    }
+    if (this.pending === null) {
+      const h = this.take(RECORD_HEADER_SIZE);
+      if (h === undefined) return undefined;
+      const view = new DataView(h.buffer, h.byteOffset, 8);
+      const type = view.getUint32(0, true);
+      const length = view.getUint32(4, true);
+      this.pending = this.admit(type, length);
+      if (this.pending.codec === undefined) {
+        this.skipLeft = length + paddingFor(length);
+        if (this.skipLeft === 0) this.pending = null;
+        return undefined;
+      }
+    }
+    const p = this.pending;
+    const padded = p.length + paddingFor(p.length);
+    const all = padded === 0 ? EMPTY : this.take(padded);
+    if (all === undefined) return undefined;
+    this.pending = null;
+    for (let i = p.length; i < padded; i++) {
+      if (all[i] !== 0) {
+        throw new StreamError("bad-padding", `non-zero padding byte at body offset ${i}`, {
+          offset: p.offset,
+          layer: p.layer,
+          type: p.type,
+          details: { at: i },
+        });
+      }
+    }
+    const body = all.subarray(0, p.length);
+    let value: RecordValue;
+    try {
+      value = p.codec!.decode(body);
+    } catch (e) {
+      if (e instanceof StreamError) throw e.at(p.offset, p.layer, p.type);
+      throw e;
+    }
+    this.advance(p);
+    return {
+      kind: "record",
+      layer: p.layer,
+      type: p.type,
+      name: p.codec!.name,
+      offset: p.offset,
+      length: p.length,
+      body,
+      value,
+    };
+  }
+
+  /** Checks a record header against the phase, the type's bounds and the cap. */
+  private admit(type: number, length: number): PendingRecord {
+    const offset = this.itemOffset;
+    const layer = this.layerOf(type);
+    const codec = codecFor(layer, type);
+    const padded = length + paddingFor(length);
+    if (padded > this.cap) {
+      throw new StreamError("length-cap", `record length ${length} exceeds the cap of ${this.cap} bytes`, {
+        offset,
+        layer,
+        type,
+        details: { length, cap: this.cap },
+      });
+    }
+    if (codec === undefined) {
+      const optional = (type & REC_TYPE_OPTIONAL) !== 0;
+      if (optional && layer === "libxc") return { layer, type, length, offset, codec: undefined };
+      throw new StreamError(
+        optional ? "unknown-type" : "unknown-mandatory",
+        optional ? "unknown optional record (libxl accepts no unknown types)" : "unknown mandatory record",
+        { offset, layer, type },
+      );
+    }
+    if (length < codec.minLength || length > codec.maxLength) {
+      throw new StreamError(
+        "bad-length",
+        codec.minLength === codec.maxLength
+          ? `length ${length}, expected ${codec.minLength}`
+          : `length ${length}, expected ${codec.minLength}…${codec.maxLength}`,
+        { offset, layer, type, details: { length, min: codec.minLength, max: codec.maxLength } },
+      );
+    }
+    this.checkNesting(layer, type, offset);
+    if (this.phase === "interlude" && layer === "libxc") this.phase = "libxc-records";
+    return { layer, type, length, offset, codec };
+  }
+
+  /** Nesting rules that decide which layer's records come next. */
+  private checkNesting(layer: Layer, type: number, offset: number): void {
+    const bad = (reason: string): never => {
+      throw new StreamError("order", reason, { offset, layer, type });
+    };
+    if (this.phase === "after-end" && !(layer === "libxl" && type === LIBXL.MIGRATION_GO)) {
+      bad("only MIGRATION_GO may follow the libxl END record");
+    }
+    if (layer !== "libxl" || this.phase === "back-channel") return;
+    if (type === LIBXL.LIBXC_CONTEXT && this.libxcStarted) bad("a second LIBXC_CONTEXT");
+    if (type === LIBXL.CHECKPOINT_END && this.libxcEndedBy !== "checkpoint") {
+      bad("CHECKPOINT_END without a preceding libxc CHECKPOINT");
+    }
+    if (this.phase === "interlude" && type === LIBXL.CHECKPOINT_STATE && this.stateFollows === false) {
+      bad("CHECKPOINT_STATE on the main channel of a stream without checkpoint states");
+    }
+  }
+
+  /** Moves the phase on after a record has been validated. */
+  private advance(p: PendingRecord): void {
+    this.atCheckpointBoundary = false;
+    if (this.phase === "back-channel") return;
+    if (p.layer === "libxc") {
+      if (p.type === LIBXC.END) {
+        this.libxcEndedBy = "end";
+        this.phase = this.bareLibxc ? "done" : "libxl-records";
+      } else if (p.type === LIBXC.CHECKPOINT) {
+        this.libxcEndedBy = "checkpoint";
+        if (this.bareLibxc) this.atCheckpointBoundary = true;
+        else this.phase = "libxl-records";
+      }
+      return;
+    }
+    switch (p.type) {
+      case LIBXL.LIBXC_CONTEXT:
+        this.phase = "libxc-image";
+        break;
+      case LIBXL.CHECKPOINT_END:
+        this.phase = "interlude";
+        break;
+      case LIBXL.END:
+        this.phase = "after-end";
+        break;
+      case LIBXL.MIGRATION_GO:
+        if (this.phase === "after-end") this.phase = "done";
+        break;
+      case LIBXL.CHECKPOINT_STATE:
+      case LIBXL.CHECKPOINT_SEQ:
+        break;
+    }
+  }
+}
+
+function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
+  for (let i = 0; i < prefix.length; i++) if (b[i] !== prefix[i]) return false;
+  return true;
+}
+
+/** Decodes a whole in-memory stream (convenience for files and tests). */
+export function decodeAll(bytes: Uint8Array, options: DecoderOptions = {}): DecodedItem[] {
+  const d = new StreamDecoder(options);
+  const items = d.push(bytes);
+  d.end();
+  return items;
+}

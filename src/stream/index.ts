@@ -1,0 +1,52 @@
+/**
+ * Public API of the stream layer: pure codecs for Xen's libxc (v3) and libxl (v2) migration
+ * streams plus colo's own records. No I/O, no guest knowledge.
+ *
+ * Encoding: `encodeRecord(type, bodyParts)`, `encode(codec, value)`, `encodePageData(entries,
+ * pages)` return gather lists (Uint8Array[]); the header codecs (`imageHeader`, `domainHeader`,
+ * `libxlHeader`, `xlHeader`) return bytes. Decoding: `StreamDecoder` (push/next/end), typed record
+ * values narrowed on `value.kind`. Errors: `StreamError` with a stable `code`.
+ * Verification of whole streams (order, sequence numbers, back-channel protocol): `verify.ts`.
+ */
+
+export type { BodyCodec } from "./codec.ts";
+export { encodeBody } from "./codec.ts";
+export {
+  BACK_CHANNEL_RECORDS,
+  type DecodedHeader,
+  type DecodedItem,
+  type DecodedRecord,
+  type DecoderOptions,
+  decodeAll,
+  type HeaderKind,
+  type RecordKey,
+  StreamDecoder,
+} from "./decoder.ts";
+export {
+  concat,
+  encode,
+  encodePageData,
+  encodeRecord,
+  gatherLength,
+  type PageEntry,
+  paddingFor,
+  recordSize,
+} from "./encode.ts";
+export { hex32, recordName, StreamError, type StreamErrorCode } from "./errors.ts";
+export * from "./format.ts";
+export {
+  type DomainHeader,
+  domainHeader,
+  type ImageHeader,
+  imageHeader,
+  type LibxlHeader,
+  libxlHeader,
+  type XlHeader,
+  xlHeader,
+} from "./headers.ts";
+export * from "./records/colo.ts";
+export * from "./records/libxc.ts";
+export * from "./records/libxl.ts";
+export { type PageData, pageData, pageTypeHasData, pageTypeInvalid } from "./records/page-data.ts";
+export * from "./records/x86.ts";
+export { codecFor, LIBXC_CODECS, LIBXL_CODECS, type RecordValue } from "./registry.ts";

@@ -1,0 +1,124 @@
+/**
+ * libxc PAGE_DATA (0x01): u32 count, u32 reserved, count × u64 pfn entries, then one 4 KiB page
+ * for each entry whose type carries data, in entry order.
+ *
+ * pfn entry: bits 63–60 type nibble, 59–52 reserved (zero), 51–0 pfn. pfns are returned as JS
+ * numbers: 52 bits fit exactly.
+ */
+import { type BodyCodec, fail, requireMinLength, requireZero, viewOf } from "../codec.ts";
+import {
+  LIBXC,
+  MAX_BATCH_SIZE,
+  PAGE_DATA_HEADER_SIZE,
+  PAGE_SIZE,
+  PAGE_TYPE_INVALID_FIRST,
+  PAGE_TYPE_INVALID_LAST,
+  PFN_MAX,
+  REC_LENGTH_MAX,
+} from "../format.ts";
+
+/** Does a page of this type nibble carry 4 KiB of data? (0x0–0x4 and 0x9–0xC.) */
+export function pageTypeHasData(type: number): boolean {
+  return type <= 0x4 || (type >= 0x9 && type <= 0xc);
+}
+
+/** Is this type nibble invalid (0x5–0x8)? */
+export function pageTypeInvalid(type: number): boolean {
+  return type >= PAGE_TYPE_INVALID_FIRST && type <= PAGE_TYPE_INVALID_LAST;
+}
+
+export interface PageData {
+  readonly kind: "page-data";
+  /** Number of pfn entries (≥ 1). */
+  readonly count: number;
+  /** pfn of each entry (bits 51–0). */
+  readonly pfns: Float64Array;
+  /** Type nibble of each entry. */
+  readonly types: Uint8Array;
+  /** Number of entries that carry data. */
+  readonly pageCount: number;
+  /** The page data: `pageCount` × 4096 bytes, a view into the record body. */
+  readonly pages: Uint8Array;
+}
+
+/** Largest pfn count whose record fits REC_LENGTH_MAX with no data at all. */
+const COUNT_MAX = Math.floor((REC_LENGTH_MAX - PAGE_DATA_HEADER_SIZE) / 8);
+
+export const pageData: BodyCodec<PageData> = {
+  layer: "libxc",
+  type: LIBXC.PAGE_DATA,
+  name: "PAGE_DATA",
+  minLength: PAGE_DATA_HEADER_SIZE + 8,
+  maxLength: REC_LENGTH_MAX,
+  size: (v) => PAGE_DATA_HEADER_SIZE + 8 * v.count + PAGE_SIZE * v.pageCount,
+  encode(v, view, offset) {
+    view.setUint32(offset, v.count, true);
+    view.setUint32(offset + 4, 0, true);
+    let o = offset + PAGE_DATA_HEADER_SIZE;
+    let withData = 0;
+    for (let i = 0; i < v.count; i++) {
+      const pfn = v.pfns[i]!;
+      const type = v.types[i]!;
+      if (!Number.isInteger(pfn) || pfn < 0 || pfn > PFN_MAX || type > 0xf || pageTypeInvalid(type)) {
+        fail("invalid-argument", `entry ${i}: pfn ${pfn} type ${type} cannot be encoded`, { index: i });
+      }
+      if (pageTypeHasData(type)) withData++;
+      view.setUint32(o, pfn % 0x1_0000_0000, true);
+      view.setUint32(o + 4, ((type << 28) | Math.floor(pfn / 0x1_0000_0000)) >>> 0, true);
+      o += 8;
+    }
+    if (withData !== v.pageCount || v.pages.length !== withData * PAGE_SIZE) {
+      fail("invalid-argument", `${withData} entries carry data but ${v.pages.length} page bytes given`);
+    }
+    new Uint8Array(view.buffer, view.byteOffset + o, v.pages.length).set(v.pages);
+    return o + v.pages.length;
+  },
+  decode(body) {
+    requireMinLength(body, PAGE_DATA_HEADER_SIZE + 8);
+    const view = viewOf(body);
+    const count = view.getUint32(0, true);
+    requireZero(body, 4, 8, "PAGE_DATA reserved");
+    if (count === 0) fail("bad-value", "PAGE_DATA count is 0");
+    if (count > COUNT_MAX || PAGE_DATA_HEADER_SIZE + 8 * count > body.length) {
+      fail("bad-length", `PAGE_DATA count ${count} needs ${8 + 8 * count} bytes, body has ${body.length}`, {
+        count,
+        actual: body.length,
+      });
+    }
+    const pfns = new Float64Array(count);
+    const types = new Uint8Array(count);
+    let pageCount = 0;
+    let o = PAGE_DATA_HEADER_SIZE;
+    for (let i = 0; i < count; i++, o += 8) {
+      const lo = view.getUint32(o, true);
+      const hi = view.getUint32(o + 4, true);
+      const type = hi >>> 28;
+      if ((hi & 0x0ff0_0000) !== 0) {
+        fail("reserved-nonzero", `pfn[${i}] has reserved bits 59–52 set`, { index: i, at: o });
+      }
+      if (pageTypeInvalid(type)) {
+        fail("bad-value", `pfn[${i}] has invalid page type 0x${type.toString(16)}`, {
+          index: i,
+          type,
+          at: o,
+        });
+      }
+      pfns[i] = (hi & 0x000f_ffff) * 0x1_0000_0000 + lo;
+      types[i] = type;
+      if (pageTypeHasData(type)) pageCount++;
+    }
+    const expected = o + PAGE_SIZE * pageCount;
+    if (body.length !== expected) {
+      fail("bad-length", `PAGE_DATA length ${body.length}, expected 8 + 8×${count} + 4096×${pageCount}`, {
+        expected,
+        actual: body.length,
+        count,
+        pageCount,
+      });
+    }
+    return { kind: "page-data", count, pfns, types, pageCount, pages: body.subarray(o) };
+  },
+};
+
+/** Saver-side batch limit, exported beside the codec for engines. */
+export { MAX_BATCH_SIZE };
