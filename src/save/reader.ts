@@ -1,0 +1,68 @@
+/**
+ * Pull records from a ByteSource through the stream layer's incremental decoder.
+ *
+ * `next()` resolves with the next validated item, or null once the input ended at a point where
+ * the stream may end (the decoder's `end()` decides: a plain stream only after its last END, a
+ * checkpointed one only between checkpoints; a back channel at any record boundary). It rejects
+ * with the decoder's StreamError (code "truncated" for an early end) or the source's error.
+ *
+ * Ownership: record bodies are views that stay valid until the following `next()` call.
+ */
+import { type DecodedItem, type DecoderOptions, type RecordKey, StreamDecoder } from "../stream/decoder.ts";
+import { StreamError } from "../stream/errors.ts";
+import type { ByteSource } from "./channel.ts";
+
+export type { DecodedItem };
+
+/** A short name for an item, for messages: "PAGE_DATA" or "libxc-domain header". */
+export function itemName(item: DecodedItem): string {
+  return item.kind === "record"
+    ? `${item.name} (0x${item.type.toString(16).padStart(8, "0")})`
+    : `${item.header} header`;
+}
+
+export class RecordReader {
+  readonly source: ByteSource;
+  readonly decoder: StreamDecoder;
+  #eof = false;
+
+  constructor(source: ByteSource, options: DecoderOptions = {}) {
+    this.source = source;
+    this.decoder = new StreamDecoder({ reuseBuffer: true, ...options });
+  }
+
+  /** Stream offset of the next unread byte. */
+  get offset(): number {
+    return this.decoder.offset;
+  }
+
+  /** Back channel: restrict the acceptable records for the next item. */
+  expect(accept?: readonly RecordKey[]): void {
+    this.decoder.expect(accept);
+  }
+
+  async next(): Promise<DecodedItem | null> {
+    for (;;) {
+      const item = this.decoder.next();
+      if (item !== undefined) return item;
+      if (this.#eof) return null;
+      const chunk = await this.source.read();
+      if (chunk === null) {
+        this.#eof = true;
+        this.decoder.end();
+        return null;
+      }
+      this.decoder.write(chunk);
+    }
+  }
+
+  /** The stream must end here (no further bytes). */
+  async expectEof(): Promise<void> {
+    const item = await this.next();
+    if (item !== null) {
+      throw new StreamError("trailing-data", `${itemName(item)} after the stream's end`, {
+        offset: item.offset,
+      });
+    }
+  }
+}
