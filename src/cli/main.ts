@@ -22,6 +22,12 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
     summary: "print or verify a Xen-format migration stream",
     load: () => import("./stream.ts"),
   },
+  {
+    name: "run",
+    usage: "colo run GUEST.wasm [--service HOST:PORT] [--dir G=H]… [-- ARGS…]",
+    summary: "run a wasm32-wasi guest in the foreground, fd 3 served on the service address",
+    load: () => import("./run.ts"),
+  },
 ];
 
 export function usage(): string {

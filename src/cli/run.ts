@@ -144,7 +144,7 @@ export async function run(argv: string[]): Promise<number> {
     options = parsed;
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`colo run: ${err.message}\n\n${USAGE}`);
+      process.stderr.write(`colo run: ${err.message}\n${USAGE.split("\n\n")[0]}\n(colo run --help for more)\n`);
       return 2;
     }
     throw err;
