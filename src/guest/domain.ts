@@ -22,6 +22,25 @@ export const PAGE_SHIFT = 12;
 
 export type DomainState = "created" | "running" | "suspended" | "exited" | "trapped" | "destroyed";
 
+/**
+ * Errors of the Domain contract. Codes: "bad-state" (method called in a state its contract does
+ * not allow; nothing changed), "destroyed" (any call after destroy()), "unsupported" (this domain
+ * cannot do it, e.g. suspend of a module built without Asyncify).
+ */
+export type DomainErrorCode = "bad-state" | "destroyed" | "unsupported";
+
+export class DomainError extends Error {
+  override readonly name = "DomainError";
+  readonly code: DomainErrorCode;
+  /** The domain's state when the call was refused. */
+  readonly state: DomainState;
+  constructor(code: DomainErrorCode, message: string, state: DomainState, options?: ErrorOptions) {
+    super(`${code}: ${message}`, options);
+    this.code = code;
+    this.state = state;
+  }
+}
+
 /** Why a guest stopped on its own. */
 export type GuestEnd =
   | { readonly kind: "exit"; readonly code: number }

@@ -1,0 +1,60 @@
+/**
+ * Messages between a WasmDomain (main thread) and its guest's worker. Control requests go over
+ * the worker's parent port and are handled only while the guest is not running (unwound or not
+ * started); port input events go over a separate MessagePort that the worker drains
+ * synchronously (receiveMessageOnPort) from inside host calls.
+ */
+import type { MessagePort } from "node:worker_threads";
+import type { FsBlockRef, FsBlockSelection } from "../domain.ts";
+import type { PortOutput } from "../port.ts";
+import type { WasiHostOptions } from "../wasi/contract.ts";
+import type { GlobalType } from "./transform.ts";
+
+export interface WorkerInit {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+  readonly control: WebAssembly.Memory;
+  readonly input: MessagePort;
+  /** URL of a module exporting `createWasiHost: CreateWasiHost`. */
+  readonly hostModule: string;
+  readonly host: WasiHostOptions;
+  readonly globals: readonly GlobalType[];
+  readonly asyncify: boolean;
+  readonly writeBackOnExit: boolean;
+}
+
+export type Request =
+  | { readonly op: "start" }
+  | { readonly op: "resume" }
+  | { readonly op: "captureContext" }
+  | { readonly op: "applyContext"; readonly body: Uint8Array }
+  | { readonly op: "captureHost"; readonly fs: FsBlockSelection }
+  | { readonly op: "applyHost"; readonly body: Uint8Array }
+  | { readonly op: "harvestFs" }
+  | { readonly op: "reinstantiate"; readonly memory: WebAssembly.Memory; readonly copyPages: number };
+
+export type RequestMessage = Request & { readonly id: number };
+
+export interface SerializedError {
+  readonly name: string;
+  readonly code: string | undefined;
+  readonly message: string;
+}
+
+export type Reply =
+  | {
+      readonly t: "reply";
+      readonly id: number;
+      readonly ok: true;
+      readonly value: Uint8Array | FsBlockRef[] | undefined;
+    }
+  | { readonly t: "reply"; readonly id: number; readonly ok: false; readonly error: SerializedError };
+
+export type WorkerEvent =
+  | Reply
+  | { readonly t: "ready" }
+  | { readonly t: "suspended" }
+  | { readonly t: "exited"; readonly code: number }
+  | { readonly t: "trapped"; readonly message: string }
+  | { readonly t: "output"; readonly event: PortOutput }
+  | { readonly t: "queued"; readonly conn: number; readonly bytes: number };

@@ -1,0 +1,518 @@
+/**
+ * WasmDomain: the Domain (src/guest/domain.ts) and GuestPort (src/guest/port.ts) of a wasm32-wasi
+ * guest run in its own worker thread (worker.ts) from a module instrumented by transform.ts.
+ *
+ * The main thread owns the two shared memories (the guest's linear memory and the control memory
+ * with the dirty map), so it reads and writes pages and harvests the map directly, while the
+ * guest runs or not. Everything else (context, host state) is a request to the worker, which the
+ * worker serves only while the guest is unwound.
+ */
+import { createHash } from "node:crypto";
+import { MessageChannel, Worker } from "node:worker_threads";
+import {
+  type Domain,
+  DomainError,
+  type DomainState,
+  type FsBlockRef,
+  type FsBlockSelection,
+  type GuestEnd,
+  type ModuleIdentity,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+} from "../domain.ts";
+import type { GuestPort, PortInput, PortOutput } from "../port.ts";
+import type { WasiHostOptions } from "../wasi/contract.ts";
+import { loadInstrumented } from "./cache.ts";
+import { GuestError } from "./errors.ts";
+import { CTL_MEMORY_PAGES, CTL_SIGNAL, CTL_STOP, PAGES_PER_WASM_PAGE } from "./layout.ts";
+import type { Request, RequestMessage, SerializedError, WorkerEvent, WorkerInit } from "./protocol.ts";
+import type { Instrumented, TransformOptions } from "./transform.ts";
+
+export interface WasmDomainOptions {
+  /** Arguments, environment, preopens and file-system cap for the WASI host. */
+  readonly host: WasiHostOptions;
+  /** Which transforms to apply (all on by default; turning Asyncify off makes suspend unsupported). */
+  readonly transform?: TransformOptions;
+  /** Module exporting `createWasiHost` (default: src/guest/wasi/host.ts). Tests pass a stub. */
+  readonly hostModule?: string | URL;
+  /** Cache directory for instrumented modules; null disables the cache. Default cacheDir(). */
+  readonly cacheDir?: string | null;
+  /** Maximum memory in wasm pages for modules that declare none (default 65536 = 4 GiB). */
+  readonly defaultMaxPages?: number;
+  /** Write preopened directories back to the host when the guest exits (the active replica). */
+  readonly writeBackOnExit?: boolean;
+}
+
+/** What a restore target must match: the source's instrumented module. */
+export interface ExpectedIdentity {
+  readonly instrumentedHash: Uint8Array;
+  readonly transformVersion: string;
+}
+
+const DEFAULT_HOST_MODULE = new URL("../wasi/host.ts", import.meta.url).href;
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+export class WasmDomain implements Domain, GuestPort {
+  #state: DomainState = "created";
+  #end: GuestEnd | undefined;
+  #applied = false;
+  readonly #identity: ModuleIdentity;
+  readonly #instrumented: Instrumented;
+  #memory: WebAssembly.Memory;
+  #view: Uint8Array;
+  readonly #control: WebAssembly.Memory;
+  readonly #ctl32: Int32Array;
+  readonly #map: Uint8Array;
+  readonly #map64: Float64Array;
+  readonly #worker: Worker;
+  readonly #input: MessageChannel;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  readonly #listeners = new Set<(e: PortOutput) => void>();
+  readonly #queued = new Map<number, number>();
+  /** Waiters for the guest to stop running (suspended, exited or trapped). */
+  #stopWaiters: (() => void)[] = [];
+  #failure: Error | undefined;
+
+  private constructor(
+    moduleBytes: Uint8Array,
+    inst: Instrumented,
+    module: WebAssembly.Module,
+    options: WasmDomainOptions,
+  ) {
+    this.#instrumented = inst;
+    this.#identity = {
+      moduleBytes: moduleBytes.slice(),
+      instrumentedHash: inst.hash,
+      transformVersion: inst.version,
+    };
+    this.#memory = new WebAssembly.Memory({
+      initial: inst.memory.initial,
+      maximum: inst.memory.maximum,
+      shared: true,
+    });
+    this.#view = new Uint8Array(this.#memory.buffer);
+    this.#control = new WebAssembly.Memory({
+      initial: CTL_MEMORY_PAGES,
+      maximum: CTL_MEMORY_PAGES,
+      shared: true,
+    });
+    this.#ctl32 = new Int32Array(this.#control.buffer);
+    this.#map = new Uint8Array(this.#control.buffer, 0, CTL_STOP);
+    this.#map64 = new Float64Array(this.#control.buffer, 0, CTL_STOP / 8);
+    this.#input = new MessageChannel();
+    const init: WorkerInit = {
+      module,
+      memory: this.#memory,
+      control: this.#control,
+      input: this.#input.port2,
+      hostModule: String(options.hostModule ?? DEFAULT_HOST_MODULE),
+      host: options.host,
+      globals: inst.globals,
+      asyncify: inst.options.asyncify,
+      writeBackOnExit: options.writeBackOnExit ?? false,
+    };
+    this.#worker = new Worker(new URL("./worker.ts", import.meta.url), {
+      workerData: init,
+      transferList: [this.#input.port2],
+    });
+    this.#worker.on("message", (e: WorkerEvent) => this.#onEvent(e));
+    this.#worker.on("error", (e: Error) => this.#fail(e));
+    this.#worker.on("exit", (code) => {
+      if (this.#state !== "destroyed") this.#fail(new Error(`guest worker exited with code ${code}`));
+    });
+  }
+
+  /**
+   * Load (instrument, or take from the cache) and instantiate a guest in a new worker, without
+   * running it. State "created": call start(), or apply*() then resume() as a restore target.
+   */
+  static async create(moduleBytes: Uint8Array, options: WasmDomainOptions): Promise<WasmDomain> {
+    const inst = await loadInstrumented(
+      moduleBytes,
+      options.transform,
+      { defaultMaxPages: options.defaultMaxPages },
+      options.cacheDir,
+    );
+    const module = await WebAssembly.compile(inst.bytes);
+    const d = new WasmDomain(moduleBytes, inst, module, options);
+    await d.#ready();
+    return d;
+  }
+
+  /**
+   * A restore target: like create(), and refuses (GuestError "identity-mismatch") a module whose
+   * instrumented hash or transform version differs from the source's. Does not run `_start`;
+   * apply the stream (applyContext, applyHostState, resize, writePage), then resume().
+   */
+  static async createRestoreTarget(
+    moduleBytes: Uint8Array,
+    options: WasmDomainOptions,
+    expected?: ExpectedIdentity,
+  ): Promise<WasmDomain> {
+    const d = await WasmDomain.create(moduleBytes, options);
+    if (
+      expected !== undefined &&
+      (expected.transformVersion !== d.#identity.transformVersion ||
+        Buffer.compare(Buffer.from(expected.instrumentedHash), Buffer.from(d.#identity.instrumentedHash)) !==
+          0)
+    ) {
+      await d.destroy();
+      throw new GuestError("identity-mismatch", "the source runs a different instrumented module", {
+        expected: expected.transformVersion,
+        actual: d.#identity.transformVersion,
+      });
+    }
+    return d;
+  }
+
+  #readyWaiter: Pending | undefined;
+  #ready(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#readyWaiter = { resolve: () => resolve(), reject };
+    });
+  }
+
+  get state(): DomainState {
+    return this.#state;
+  }
+  get end(): GuestEnd | undefined {
+    return this.#end;
+  }
+  get identity(): ModuleIdentity {
+    this.#check("identity");
+    return this.#identity;
+  }
+  /** The transform result this domain runs (options, limits, version). */
+  get instrumented(): Instrumented {
+    return this.#instrumented;
+  }
+
+  // --- events from the worker --------------------------------------------------------------
+
+  #onEvent(e: WorkerEvent): void {
+    switch (e.t) {
+      case "ready":
+        this.#readyWaiter?.resolve(undefined);
+        this.#readyWaiter = undefined;
+        return;
+      case "reply": {
+        const p = this.#pending.get(e.id);
+        if (p === undefined) return;
+        this.#pending.delete(e.id);
+        if (e.ok) p.resolve(e.value);
+        else p.reject(deserialize(e.error));
+        return;
+      }
+      case "suspended":
+        if (this.#state === "running") this.#state = "suspended";
+        this.#wakeStopWaiters();
+        return;
+      case "exited":
+        this.#ended({ kind: "exit", code: e.code }, "exited");
+        return;
+      case "trapped":
+        if (this.#readyWaiter !== undefined) {
+          this.#readyWaiter.reject(new GuestError("worker-failed", e.message, { message: e.message }));
+          this.#readyWaiter = undefined;
+        }
+        this.#ended({ kind: "trap", message: e.message }, "trapped");
+        return;
+      case "output":
+        for (const l of this.#listeners) l(e.event);
+        return;
+      case "queued":
+        this.#queued.set(e.conn, e.bytes);
+        return;
+    }
+  }
+
+  #ended(end: GuestEnd, state: "exited" | "trapped"): void {
+    if (this.#state === "destroyed") return;
+    this.#end = end;
+    this.#state = state;
+    this.#wakeStopWaiters();
+  }
+
+  #wakeStopWaiters(): void {
+    const w = this.#stopWaiters;
+    this.#stopWaiters = [];
+    for (const f of w) f();
+  }
+
+  #fail(e: Error): void {
+    if (this.#state === "destroyed") return;
+    const err = new GuestError("worker-failed", e.message, { message: e.message }, { cause: e });
+    this.#failure = err;
+    this.#readyWaiter?.reject(err);
+    this.#readyWaiter = undefined;
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+    if (this.#state === "running" || this.#state === "created" || this.#state === "suspended") {
+      this.#ended({ kind: "trap", message: e.message }, "trapped");
+    }
+  }
+
+  #request<T>(req: Request): Promise<T> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    const id = this.#nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const msg: RequestMessage = { ...req, id };
+      this.#worker.postMessage(msg);
+    });
+  }
+
+  // --- state checks ------------------------------------------------------------------------
+
+  #check(op: string, ...allowed: DomainState[]): void {
+    if (this.#state === "destroyed")
+      throw new DomainError("destroyed", `${op}: domain destroyed`, this.#state);
+    if (allowed.length > 0 && !allowed.includes(this.#state)) {
+      throw new DomainError("bad-state", `${op} not allowed in state ${this.#state}`, this.#state);
+    }
+  }
+
+  async #checkAsync(op: string, ...allowed: DomainState[]): Promise<void> {
+    this.#check(op, ...allowed);
+  }
+
+  // --- memory ------------------------------------------------------------------------------
+
+  #refreshView(): Uint8Array {
+    const buf = this.#memory.buffer;
+    if (buf.byteLength !== this.#view.byteLength) this.#view = new Uint8Array(buf);
+    return this.#view;
+  }
+
+  pageCount(): number {
+    this.#check("pageCount");
+    return this.#refreshView().byteLength >>> PAGE_SHIFT;
+  }
+
+  async resize(pages: number): Promise<void> {
+    await this.#checkAsync("resize", "created", "suspended");
+    if (!Number.isInteger(pages) || pages % PAGES_PER_WASM_PAGE !== 0 || pages < 0) {
+      throw new RangeError(`resize: ${pages} is not a whole number of 64 KiB wasm pages`);
+    }
+    const wasmPages = pages / PAGES_PER_WASM_PAGE;
+    const { initial, maximum } = this.#instrumented.memory;
+    if (wasmPages > maximum || wasmPages < initial) {
+      throw new RangeError(`resize: ${wasmPages} wasm pages outside [${initial}, ${maximum}]`);
+    }
+    const cur = this.#refreshView().byteLength / 65536;
+    if (wasmPages > cur) {
+      this.#memory.grow(wasmPages - cur);
+      this.#refreshView();
+    } else if (wasmPages < cur) {
+      const mem = new WebAssembly.Memory({ initial: wasmPages, maximum, shared: true });
+      await this.#request({ op: "reinstantiate", memory: mem, copyPages: pages });
+      this.#memory = mem;
+      this.#view = new Uint8Array(mem.buffer);
+      this.#map.fill(0, pages);
+    }
+  }
+
+  readPage(pfn: number, dst: Uint8Array): void {
+    this.#check("readPage");
+    const v = this.#pageView(pfn, dst);
+    dst.set(v.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE));
+  }
+
+  writePage(pfn: number, src: Uint8Array): void {
+    this.#check("writePage", "created", "suspended");
+    const v = this.#pageView(pfn, src);
+    v.set(src, pfn * PAGE_SIZE);
+  }
+
+  #pageView(pfn: number, buf: Uint8Array): Uint8Array {
+    if (buf.length !== PAGE_SIZE)
+      throw new RangeError(`page buffer is ${buf.length} bytes, not ${PAGE_SIZE}`);
+    let v = this.#view;
+    if (!Number.isInteger(pfn) || pfn < 0 || (pfn + 1) * PAGE_SIZE > v.byteLength) {
+      v = this.#refreshView();
+      if (!Number.isInteger(pfn) || pfn < 0 || (pfn + 1) * PAGE_SIZE > v.byteLength) {
+        throw new RangeError(`pfn ${pfn} out of range (${v.byteLength >>> PAGE_SHIFT} pages)`);
+      }
+    }
+    return v;
+  }
+
+  harvestDirty(): Uint32Array {
+    this.#check("harvestDirty");
+    const pages = this.#refreshView().byteLength >>> PAGE_SHIFT;
+    return harvestMap(this.#map64, this.#ctl32, pages);
+  }
+
+  // --- run control -------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    await this.#checkAsync("start", "created");
+    if (this.#applied) throw new DomainError("bad-state", "start after apply*(): use resume()", this.#state);
+    Atomics.store(this.#ctl32, CTL_STOP >> 2, 0);
+    this.#state = "running";
+    await this.#request({ op: "start" });
+  }
+
+  async suspend(): Promise<void> {
+    await this.#checkAsync("suspend", "running");
+    if (!this.#instrumented.options.asyncify) {
+      throw new DomainError("unsupported", "suspend needs the Asyncify transform", this.#state);
+    }
+    const stopped = new Promise<void>((resolve) => this.#stopWaiters.push(resolve));
+    Atomics.store(this.#ctl32, CTL_STOP >> 2, 1);
+    this.#signal();
+    await stopped;
+  }
+
+  async resume(): Promise<void> {
+    await this.#checkAsync("resume", "suspended", "created");
+    if (this.#state === "created" && !this.#applied) {
+      throw new DomainError(
+        "bad-state",
+        "resume of a created domain needs apply*() first (or start())",
+        this.#state,
+      );
+    }
+    Atomics.store(this.#ctl32, CTL_STOP >> 2, 0);
+    this.#state = "running";
+    await this.#request({ op: "resume" });
+  }
+
+  /** Wait until the guest stops running (suspended, exited or trapped). Resolves at once if not running. */
+  whenStopped(): Promise<void> {
+    if (this.#state !== "running") return Promise.resolve();
+    return new Promise((resolve) => this.#stopWaiters.push(resolve));
+  }
+
+  #signal(): void {
+    Atomics.add(this.#ctl32, CTL_SIGNAL >> 2, 1);
+    Atomics.notify(this.#ctl32, CTL_SIGNAL >> 2);
+  }
+
+  // --- context and host state --------------------------------------------------------------
+
+  async captureContext(): Promise<Uint8Array> {
+    await this.#checkAsync("captureContext", "suspended");
+    return this.#request<Uint8Array>({ op: "captureContext" });
+  }
+
+  async applyContext(body: Uint8Array): Promise<void> {
+    await this.#checkAsync("applyContext", "suspended", "created");
+    await this.#request({ op: "applyContext", body: body.slice() });
+    this.#applied = true;
+  }
+
+  async captureHostState(fs: FsBlockSelection): Promise<Uint8Array> {
+    await this.#checkAsync("captureHostState", "suspended");
+    return this.#request<Uint8Array>({ op: "captureHost", fs });
+  }
+
+  async applyHostState(body: Uint8Array): Promise<void> {
+    await this.#checkAsync("applyHostState", "suspended", "created");
+    await this.#request({ op: "applyHost", body: body.slice() });
+    this.#applied = true;
+  }
+
+  async harvestFsDirty(): Promise<FsBlockRef[]> {
+    await this.#checkAsync("harvestFsDirty", "suspended");
+    return this.#request<FsBlockRef[]>({ op: "harvestFs" });
+  }
+
+  async digest(): Promise<Uint8Array> {
+    await this.#checkAsync("digest", "suspended", "exited", "trapped");
+    const ended = this.#state !== "suspended";
+    const ctx = ended ? new Uint8Array(0) : await this.#request<Uint8Array>({ op: "captureContext" });
+    const hostState = ended
+      ? new Uint8Array(0)
+      : await this.#request<Uint8Array>({ op: "captureHost", fs: { kind: "all" } });
+    const h = createHash("sha256");
+    const head = new DataView(new ArrayBuffer(24));
+    const mem = this.#refreshView();
+    head.setUint32(0, 0x47494443, true); // "CDIG"
+    head.setUint32(4, 1, true);
+    head.setBigUint64(8, BigInt(mem.byteLength), true);
+    head.setUint32(16, ctx.length, true);
+    head.setUint32(20, hostState.length, true);
+    h.update(new Uint8Array(head.buffer));
+    const chunk = new Uint8Array(1 << 20);
+    for (let off = 0; off < mem.byteLength; off += chunk.length) {
+      const n = Math.min(chunk.length, mem.byteLength - off);
+      chunk.set(mem.subarray(off, off + n));
+      h.update(chunk.subarray(0, n));
+    }
+    h.update(ctx);
+    h.update(hostState);
+    return new Uint8Array(h.digest());
+  }
+
+  async destroy(): Promise<void> {
+    if (this.#state === "destroyed") return;
+    this.#state = "destroyed";
+    const err = new DomainError("destroyed", "domain destroyed", "destroyed");
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+    this.#wakeStopWaiters();
+    this.#input.port1.close();
+    await this.#worker.terminate();
+  }
+
+  // --- GuestPort ---------------------------------------------------------------------------
+
+  input(event: PortInput): number {
+    this.#check("input");
+    const bytes = event.kind === "data" ? event.bytes.slice() : undefined;
+    this.#input.port1.postMessage(bytes === undefined ? event : { ...event, bytes });
+    this.#signal();
+    if (event.kind !== "data") return this.#queued.get(event.conn) ?? 0;
+    const q = (this.#queued.get(event.conn) ?? 0) + event.bytes.length;
+    this.#queued.set(event.conn, q);
+    return q;
+  }
+
+  onOutput(listener: (event: PortOutput) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+function deserialize(e: SerializedError): Error {
+  const err = new Error(e.message);
+  err.name = e.name;
+  if (e.code !== undefined) (err as Error & { code: string }).code = e.code;
+  return err;
+}
+
+/**
+ * Harvest-and-clear the dirty map for pages [0, pages): scan 8 bytes at a time (a Float64 view:
+ * marks are 0 or 1 bytes, so a marked word is never ±0), then read-and-clear each marked 4-byte
+ * word with Atomics.exchange, so a mark landing during the harvest is either returned now or
+ * kept for the next harvest. Returns ascending pfns.
+ */
+export function harvestMap(map64: Float64Array, ctl32: Int32Array, pages: number): Uint32Array {
+  let out = new Uint32Array(256);
+  let n = 0;
+  const words = Math.ceil(pages / 8);
+  for (let i = 0; i < words; i++) {
+    if (map64[i] === 0) continue;
+    for (let half = 0; half < 2; half++) {
+      const w = i * 2 + half;
+      if (ctl32[w] === 0) continue;
+      const old = Atomics.exchange(ctl32, w, 0);
+      for (let b = 0; b < 4; b++) {
+        if (((old >>> (b * 8)) & 0xff) === 0) continue;
+        if (n === out.length) {
+          const bigger = new Uint32Array(out.length * 2);
+          bigger.set(out);
+          out = bigger;
+        }
+        out[n++] = w * 4 + b;
+      }
+    }
+  }
+  return out.slice(0, n);
+}

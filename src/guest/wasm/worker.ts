@@ -1,0 +1,311 @@
+/**
+ * The guest's worker thread: instantiates the instrumented module against the shared memories,
+ * hosts the WASI implementation, runs `_start`, unwinds on a stop request and rewinds on resume.
+ *
+ * Stop protocol: the main thread sets the control word CTL_STOP and bumps CTL_SIGNAL. The guest
+ * sees it at its next loop head (the transform's check calls "colo"."preempt") or host call (the
+ * wrappers below), or a blocked HostEnv.wait throws StopRequested. We then start an Asyncify
+ * unwind; `_start` returns; we stop the unwind and report "suspended". Resume starts a rewind
+ * and calls `_start` again; the import that unwound is called again, stops the rewind, and (for
+ * a WASI call) runs the host function from the start.
+ */
+import { randomFillSync } from "node:crypto";
+import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import type { PortInput, PortOutput } from "../port.ts";
+import {
+  type CreateWasiHost,
+  type HostEnv,
+  ProcExit,
+  StopRequested,
+  type WasiHost,
+} from "../wasi/contract.ts";
+import { bitsToGlobal, decodeContext, encodeContext, globalToBits } from "./context.ts";
+import { GuestError } from "./errors.ts";
+import {
+  ASYNCIFY_DATA_PTR,
+  ASYNCIFY_STACK_START,
+  CTL_SIGNAL,
+  CTL_STOP,
+  EXPORT_ASYNCIFY_MEMORY,
+  EXPORT_GLOBAL_PREFIX,
+  IMPORT_CONTROL,
+  IMPORT_MEMORY,
+  IMPORT_MODULE,
+  IMPORT_PREEMPT,
+  WASI_FUNCTIONS,
+  WASI_MODULE,
+} from "./layout.ts";
+import type { Request, RequestMessage, SerializedError, WorkerEvent, WorkerInit } from "./protocol.ts";
+
+const ENOSYS = 52;
+const ASYNCIFY_UNWINDING = 1;
+
+interface AsyncifyExports {
+  _start(): void;
+  asyncify_start_unwind(p: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(p: number): void;
+  asyncify_stop_rewind(): void;
+  asyncify_get_state(): number;
+}
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const post = (e: WorkerEvent): void => port.postMessage(e);
+const ctl32 = new Int32Array(init.control.buffer);
+const STOP = CTL_STOP >> 2;
+const SIGNAL = CTL_SIGNAL >> 2;
+const ctlBytes = new Uint8Array(init.control.buffer);
+const inputPort: MessagePort = init.input;
+
+let memory = init.memory;
+let instance: WebAssembly.Instance;
+let exports: AsyncifyExports;
+/** True from asyncify_start_rewind until the import that unwound stops the rewind. */
+let rewinding = false;
+/** The guest is unwound (suspended) or has a context applied: the next run must rewind. */
+let unwound = false;
+let ended = false;
+
+const env: HostEnv = {
+  memory: () => new Uint8Array(memory.buffer),
+  markDirty(ptr: number, len: number): void {
+    if (len <= 0) return;
+    ctlBytes.fill(1, ptr >>> 12, ((ptr + len - 1) >>> 12) + 1);
+  },
+  pump(): void {
+    pump();
+  },
+  wait(deadlineNs: bigint | undefined): "event" | "timeout" {
+    for (;;) {
+      const seq = Atomics.load(ctl32, SIGNAL);
+      if (pump() > 0) return "event";
+      if (Atomics.load(ctl32, STOP) !== 0) throw new StopRequested("stop requested");
+      let timeoutMs = Number.POSITIVE_INFINITY;
+      if (deadlineNs !== undefined) {
+        const now = process.hrtime.bigint();
+        if (now >= deadlineNs) return "timeout";
+        timeoutMs = Math.max(0, Number(deadlineNs - now) / 1e6);
+      }
+      Atomics.wait(ctl32, SIGNAL, seq, timeoutMs);
+    }
+  },
+  emit(event: PortOutput): void {
+    post({ t: "output", event });
+  },
+  monotonicNs: () => process.hrtime.bigint(),
+  realtimeNs: () => BigInt(Date.now()) * 1_000_000n,
+  randomFill(buf: Uint8Array): void {
+    randomFillSync(buf);
+  },
+};
+
+function pump(): number {
+  let n = 0;
+  for (;;) {
+    const m = receiveMessageOnPort(inputPort);
+    if (m === undefined) return n;
+    const event = m.message as PortInput;
+    const queued = host.deliver(event);
+    if (event.kind === "data") post({ t: "queued", conn: event.conn, bytes: queued });
+    n++;
+  }
+}
+
+const { createWasiHost } = (await import(init.hostModule)) as { createWasiHost: CreateWasiHost };
+const host: WasiHost = createWasiHost(init.host, env);
+
+function unwind(): void {
+  const asyncMem = new DataView((instance.exports[EXPORT_ASYNCIFY_MEMORY] as WebAssembly.Memory).buffer);
+  asyncMem.setUint32(ASYNCIFY_DATA_PTR, ASYNCIFY_STACK_START, true);
+  asyncMem.setUint32(ASYNCIFY_DATA_PTR + 4, asyncMem.byteLength, true);
+  exports.asyncify_start_unwind(ASYNCIFY_DATA_PTR);
+}
+
+function stopPending(): boolean {
+  return init.asyncify && Atomics.load(ctl32, STOP) !== 0;
+}
+
+function makeImports(): WebAssembly.Imports {
+  const hostImports = host.imports() as Record<string, (...args: unknown[]) => number | bigint | undefined>;
+  const wasi: Record<string, (...args: unknown[]) => unknown> = {};
+  for (const name of WASI_FUNCTIONS) {
+    const f = hostImports[name] ?? (() => ENOSYS);
+    if (!init.asyncify) {
+      wasi[name] = f;
+      continue;
+    }
+    wasi[name] = (...args: unknown[]) => {
+      if (rewinding) {
+        rewinding = false;
+        exports.asyncify_stop_rewind();
+      }
+      if (stopPending()) {
+        unwind();
+        return 0;
+      }
+      try {
+        return f(...args);
+      } catch (e) {
+        if (e instanceof StopRequested) {
+          unwind();
+          return 0;
+        }
+        throw e;
+      }
+    };
+  }
+  return {
+    [WASI_MODULE]: wasi,
+    [IMPORT_MODULE]: {
+      [IMPORT_MEMORY]: memory,
+      [IMPORT_CONTROL]: init.control,
+      [IMPORT_PREEMPT]: () => {
+        if (rewinding) {
+          rewinding = false;
+          exports.asyncify_stop_rewind();
+          return;
+        }
+        if (stopPending()) unwind();
+      },
+    },
+  } as WebAssembly.Imports;
+}
+
+function instantiate(): void {
+  instance = new WebAssembly.Instance(init.module, makeImports());
+  exports = instance.exports as unknown as AsyncifyExports;
+}
+
+function asyncMemory(): Uint8Array {
+  return new Uint8Array((instance.exports[EXPORT_ASYNCIFY_MEMORY] as WebAssembly.Memory).buffer);
+}
+
+function captureContext(): Uint8Array {
+  const globals = init.globals.map((type, i) => {
+    const g = instance.exports[`${EXPORT_GLOBAL_PREFIX}${i}`] as WebAssembly.Global;
+    return { type, bits: globalToBits(type, g.value as number | bigint) };
+  });
+  let stack = new Uint8Array(0);
+  if (init.asyncify && unwound) {
+    const mem = asyncMemory();
+    const top = new DataView(mem.buffer).getUint32(ASYNCIFY_DATA_PTR, true);
+    stack = mem.slice(ASYNCIFY_STACK_START, top);
+  }
+  return encodeContext({ globals, stack });
+}
+
+function applyContext(body: Uint8Array): void {
+  if (!init.asyncify) throw new GuestError("bad-context", "this module was built without Asyncify");
+  const mem = asyncMemory();
+  const c = decodeContext(body, init.globals, mem.length - ASYNCIFY_STACK_START);
+  c.globals.forEach((g, i) => {
+    (instance.exports[`${EXPORT_GLOBAL_PREFIX}${i}`] as WebAssembly.Global).value = bitsToGlobal(
+      g.type,
+      g.bits,
+    );
+  });
+  mem.set(c.stack, ASYNCIFY_STACK_START);
+  const v = new DataView(mem.buffer);
+  v.setUint32(ASYNCIFY_DATA_PTR, ASYNCIFY_STACK_START + c.stack.length, true);
+  v.setUint32(ASYNCIFY_DATA_PTR + 4, mem.length, true);
+  unwound = c.stack.length > 0;
+}
+
+/** Run the guest until it ends or unwinds. Reports the outcome as an event. */
+function run(rewind: boolean): void {
+  try {
+    if (rewind) {
+      rewinding = true;
+      exports.asyncify_start_rewind(ASYNCIFY_DATA_PTR);
+    }
+    exports._start();
+    if (init.asyncify && exports.asyncify_get_state() === ASYNCIFY_UNWINDING) {
+      exports.asyncify_stop_unwind();
+      unwound = true;
+      host.onSuspend();
+      post({ t: "suspended" });
+      return;
+    }
+    finish({ t: "exited", code: 0 });
+  } catch (e) {
+    rewinding = false;
+    if (e instanceof ProcExit) finish({ t: "exited", code: e.code });
+    else finish({ t: "trapped", message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+  }
+}
+
+function finish(event: WorkerEvent): void {
+  ended = true;
+  unwound = false;
+  host.onSuspend();
+  const done = () => post(event);
+  if (init.writeBackOnExit && event.t === "exited") host.writeBack().then(done, done);
+  else done();
+}
+
+function serialize(e: unknown): SerializedError {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return { name: e.name, code: typeof code === "string" ? code : undefined, message: e.message };
+  }
+  return { name: "Error", code: undefined, message: String(e) };
+}
+
+function handle(req: Request): Uint8Array | ReturnType<WasiHost["harvestFsDirty"]> | undefined {
+  switch (req.op) {
+    case "start":
+    case "resume":
+      return undefined; // run after the reply (see below)
+    case "captureContext":
+      return captureContext();
+    case "applyContext":
+      applyContext(req.body);
+      return undefined;
+    case "captureHost":
+      pump();
+      return host.captureState(req.fs);
+    case "applyHost":
+      pump();
+      host.applyState(req.body);
+      return undefined;
+    case "harvestFs":
+      return host.harvestFsDirty();
+    case "reinstantiate": {
+      const ctx = init.asyncify ? captureContext() : undefined;
+      const old = new Uint8Array(memory.buffer);
+      memory = req.memory;
+      instantiate();
+      new Uint8Array(memory.buffer).set(old.subarray(0, Math.min(old.length, req.copyPages * 4096)));
+      if (ctx !== undefined) applyContext(ctx);
+      return undefined;
+    }
+  }
+}
+
+port.on("message", (msg: RequestMessage) => {
+  let value: ReturnType<typeof handle>;
+  try {
+    if (ended && (msg.op === "start" || msg.op === "resume")) throw new Error("guest has ended");
+    value = handle(msg);
+  } catch (e) {
+    post({ t: "reply", id: msg.id, ok: false, error: serialize(e) });
+    return;
+  }
+  post({ t: "reply", id: msg.id, ok: true, value });
+  if (msg.op === "start") {
+    host.onResume();
+    run(false);
+  } else if (msg.op === "resume") {
+    host.onResume();
+    pump();
+    run(unwound);
+  }
+});
+
+try {
+  instantiate();
+  post({ t: "ready" });
+} catch (e) {
+  post({ t: "trapped", message: `instantiate: ${e instanceof Error ? e.message : String(e)}` });
+}
