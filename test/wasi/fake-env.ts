@@ -1,5 +1,5 @@
 /**
- * A fake HostEnv over a plain WebAssembly.Memory, for driving the WASI host without wasm.
+ * A fake HostEnv over a plain ArrayBuffer standing in for linear memory, for driving the WASI host without wasm.
  * Clocks are manual; wait() delivers queued inputs, or advances the clock to the deadline, or
  * throws StopRequested when `stopOnWait` is set (or when there is nothing it could ever return).
  */
@@ -13,7 +13,7 @@ import {
 import { createWasiHost } from "../../src/guest/wasi/host.ts";
 
 export class FakeEnv implements HostEnv {
-  readonly mem: WebAssembly.Memory;
+  readonly buffer: ArrayBuffer;
   host!: WasiHost;
   dirty: Array<[number, number]> = [];
   out: PortOutput[] = [];
@@ -26,10 +26,10 @@ export class FakeEnv implements HostEnv {
   private rnd = 1;
 
   constructor(pages = 1) {
-    this.mem = new WebAssembly.Memory({ initial: pages });
+    this.buffer = new ArrayBuffer(pages * 65536);
   }
   memory(): Uint8Array {
-    return new Uint8Array(this.mem.buffer);
+    return new Uint8Array(this.buffer);
   }
   markDirty(ptr: number, len: number): void {
     this.dirty.push([ptr, len]);
@@ -67,10 +67,10 @@ export class FakeEnv implements HostEnv {
   // ---- test conveniences ----
 
   u8(): Uint8Array {
-    return new Uint8Array(this.mem.buffer);
+    return new Uint8Array(this.buffer);
   }
   dv(): DataView {
-    return new DataView(this.mem.buffer);
+    return new DataView(this.buffer);
   }
   put(ptr: number, bytes: Uint8Array | string): number {
     const b = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
