@@ -16,6 +16,8 @@ import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import type { GuestEnd } from "../guest/domain.ts";
 import type { Preopen } from "../guest/wasi/contract.ts";
+import type { TransformOptions } from "../guest/wasm/transform.ts";
+import type { WasmDomain } from "../guest/wasm/wasm-domain.ts";
 import { formatServiceAddress, parseServiceAddress, type ServiceAddress, ServicePlug } from "./service.ts";
 
 /** Default service address: loopback, Redis's port (the kv sample guest speaks RESP). */
@@ -144,7 +146,9 @@ export async function run(argv: string[]): Promise<number> {
     options = parsed;
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`colo run: ${err.message}\n${USAGE.split("\n\n")[0]}\n(colo run --help for more)\n`);
+      process.stderr.write(
+        `colo run: ${err.message}\n${USAGE.split("\n\n")[0]}\n(colo run --help for more)\n`,
+      );
       return 2;
     }
     throw err;
@@ -152,25 +156,148 @@ export async function run(argv: string[]): Promise<number> {
   return runGuest(options);
 }
 
-/** Run a parsed command line to the guest's end; returns the exit status. */
-export async function runGuest(options: RunOptions): Promise<number> {
+/** File data a guest may keep in its virtual file system: well below the stream's 128 MiB record cap. */
+export const DEFAULT_FS_LIMIT_BYTES = 64 << 20;
+
+/** How long to wait, once the guest has ended, for its last output to reach slow clients. */
+const FLUSH_GRACE_MS = 2000;
+
+/** A guest loaded, plugged and started by startGuest(). */
+export interface RunningGuest {
+  readonly domain: WasmDomain;
+  readonly plug: ServicePlug;
+  /** The bound service address, or undefined if the default one was busy. */
+  readonly service: ServiceAddress | undefined;
+}
+
+/** Extra knobs for programmatic callers (benchmarks); not command-line flags. */
+export interface StartOptions {
+  /** Which transforms to apply (default: all, as colo always runs guests). */
+  readonly transform?: TransformOptions;
+  /** Guest stdout/stderr sinks (default: this process's). */
+  readonly stdout?: (bytes: Uint8Array) => void;
+  readonly stderr?: (bytes: Uint8Array) => void;
+}
+
+/** Why a guest could not be started: exit status 1, message already phrased for the user. */
+export class RunError extends Error {
+  override readonly name = "RunError";
+  readonly code: "unreadable-module" | "bad-dir" | "load-failed" | "listen-failed";
+  constructor(code: RunError["code"], message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/**
+ * Load the module, plug the service socket into its port, and start it. The caller waits for
+ * the end (domain.whenStopped()) and must call stopGuest(). Throws RunError.
+ */
+export async function startGuest(options: RunOptions, extra: StartOptions = {}): Promise<RunningGuest> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(options.module);
   } catch (err) {
-    say(`cannot read ${options.module}: ${(err as Error).message}`);
-    return 1;
+    throw new RunError("unreadable-module", `cannot read ${options.module}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   for (const p of options.preopens) {
     const st = await stat(p.hostPath!).catch(() => undefined);
     if (st === undefined || !st.isDirectory()) {
-      say(`--dir ${p.guestPath}=${p.hostPath}: not a directory`);
-      return 1;
+      throw new RunError("bad-dir", `--dir ${p.guestPath}=${p.hostPath}: not a directory`);
     }
   }
-  void bytes;
-  void ServicePlug;
-  void formatServiceAddress;
-  say("the WebAssembly runtime is not available yet");
-  return 1;
+  let domain: WasmDomain;
+  try {
+    // Loaded here, not at the top: flag errors and --help need not pay for binaryen.
+    const { WasmDomain } = await import("../guest/wasm/wasm-domain.ts");
+    domain = await WasmDomain.create(bytes, {
+      host: {
+        args: options.args,
+        env: options.env,
+        preopens: options.preopens,
+        fsLimitBytes: DEFAULT_FS_LIMIT_BYTES,
+      },
+      transform: extra.transform,
+      writeBackOnExit: true,
+    });
+  } catch (err) {
+    const what = err instanceof Error ? err.message : String(err);
+    throw new RunError("load-failed", `cannot load ${options.module}: ${what}`, { cause: err });
+  }
+  // Subscribe before the guest starts, so no early output is missed.
+  const plug = new ServicePlug(domain, { stdout: extra.stdout, stderr: extra.stderr });
+  let service: ServiceAddress | undefined;
+  try {
+    service = await plug.listen(options.service);
+  } catch (err) {
+    const where = formatServiceAddress(options.service);
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    if (options.serviceExplicit) {
+      await plug.close();
+      await domain.destroy();
+      throw new RunError("listen-failed", `cannot listen on ${where}: ${why}`, { cause: err });
+    }
+    say(
+      `cannot listen on the default service address ${where} (${why}); fd 3 gets no clients (use --service)`,
+    );
+  }
+  if (service !== undefined) say(`service on ${formatServiceAddress(service)}`);
+  await domain.start();
+  return { domain, plug, service };
+}
+
+/** Let the last output reach clients (bounded), then close the service and free the guest. */
+export async function stopGuest(g: RunningGuest): Promise<void> {
+  if (g.domain.state !== "running") {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([g.plug.flush(), new Promise((r) => (timer = setTimeout(r, FLUSH_GRACE_MS)))]);
+    clearTimeout(timer);
+  }
+  await g.plug.close();
+  await g.domain.destroy();
+}
+
+/** Run a parsed command line to the guest's end; returns the exit status. */
+export async function runGuest(options: RunOptions): Promise<number> {
+  let guest: RunningGuest;
+  try {
+    guest = await startGuest(options);
+  } catch (err) {
+    if (err instanceof RunError) {
+      say(err.message);
+      return 1;
+    }
+    throw err;
+  }
+  let signalled: number | undefined;
+  const onSignal = (status: number) => () => {
+    signalled ??= status;
+    // Unplug first, so no client event reaches a destroyed domain; destroying ends the wait below.
+    void guest.plug.close().then(() => guest.domain.destroy());
+  };
+  const onInt = onSignal(130);
+  const onTerm = onSignal(143);
+  process.once("SIGINT", onInt);
+  process.once("SIGTERM", onTerm);
+  try {
+    // Nobody suspends the guest in `colo run`; loop anyway so a suspension is not taken for an end.
+    while (guest.domain.state === "running" || guest.domain.state === "suspended") {
+      await guest.domain.whenStopped();
+      if (guest.domain.state === "suspended") await guest.domain.resume();
+    }
+  } finally {
+    process.off("SIGINT", onInt);
+    process.off("SIGTERM", onTerm);
+    await stopGuest(guest);
+  }
+  if (signalled !== undefined) return signalled;
+  const end = guest.domain.end;
+  if (end === undefined) {
+    say("the guest ended without a status");
+    return 1;
+  }
+  if (end.kind === "trap") say(`guest trapped: ${end.message}`);
+  return exitStatus(end);
 }

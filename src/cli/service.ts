@@ -70,6 +70,8 @@ export class ServicePlug {
   readonly #stderr: (bytes: Uint8Array) => void;
   readonly #unsubscribe: () => void;
   #nextId: ConnId = 1;
+  /** close() was called: feed the port nothing more (the guest may be gone). */
+  #closed = false;
 
   constructor(port: GuestPort, options: ServicePlugOptions = {}) {
     this.#port = port;
@@ -102,6 +104,7 @@ export class ServicePlug {
 
   /** Stop listening, drop every client, stop forwarding output. Idempotent. */
   async close(): Promise<void> {
+    this.#closed = true;
     this.#unsubscribe();
     for (const c of this.#conns.values()) c.socket.destroy();
     this.#conns.clear();
@@ -118,6 +121,10 @@ export class ServicePlug {
   }
 
   #accept(socket: net.Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
     const id = this.#nextId++;
     const conn: Conn = { id, socket, inOffset: 0, eofSent: false, closed: false, paused: false };
     this.#conns.set(id, conn);
@@ -132,7 +139,7 @@ export class ServicePlug {
   }
 
   #data(conn: Conn, chunk: Buffer): void {
-    if (conn.eofSent || conn.closed) return;
+    if (conn.eofSent || conn.closed || this.#closed) return;
     const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const queued = this.#port.input({ kind: "data", conn: conn.id, offset: conn.inOffset, bytes });
     conn.inOffset += chunk.byteLength;
@@ -143,7 +150,7 @@ export class ServicePlug {
   }
 
   #eof(conn: Conn): void {
-    if (conn.eofSent || conn.closed) return;
+    if (conn.eofSent || conn.closed || this.#closed) return;
     conn.eofSent = true;
     this.#port.input({ kind: "eof", conn: conn.id });
   }
