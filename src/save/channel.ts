@@ -12,6 +12,12 @@
  */
 
 export interface ByteSink {
+  /**
+   * True when the sink keeps references to written chunks after write() resolves (a socket's
+   * queue, an in-memory pipe): the engine then gives it fresh page buffers for every batch
+   * instead of reusing one pool.
+   */
+  readonly retains?: boolean;
   write(chunks: readonly Uint8Array[]): Promise<void>;
   /** Flush everything written and close the sending side. */
   end(): Promise<void>;
@@ -24,9 +30,11 @@ export interface ByteSource {
 /** A sink that counts what passes through it (bytes written). */
 export class CountingSink implements ByteSink {
   readonly inner: ByteSink;
+  readonly retains: boolean;
   bytes = 0;
   constructor(inner: ByteSink) {
     this.inner = inner;
+    this.retains = inner.retains ?? false;
   }
   write(chunks: readonly Uint8Array[]): Promise<void> {
     for (const c of chunks) this.bytes += c.byteLength;
@@ -51,6 +59,9 @@ export interface ChannelLike {
   off(event: "close", listener: (error: Error | undefined) => void): unknown;
 }
 
+/** Largest group of chunks handed to a channel in one write() (bytes). */
+const GROUP = 64 * 1024;
+
 /** The write side of a channel as a ByteSink: waits for "drain" after write() returns false. */
 export function channelSink(ch: ChannelLike): ByteSink {
   let closedError: Error | undefined;
@@ -59,22 +70,42 @@ export function channelSink(ch: ChannelLike): ByteSink {
     closed = true;
     closedError = e;
   });
+  const drained = (): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const onDrain = (): void => {
+        ch.off("drain", onDrain);
+        ch.off("close", onClose);
+        resolve();
+      };
+      const onClose = (e: Error | undefined): void => {
+        ch.off("drain", onDrain);
+        ch.off("close", onClose);
+        reject(e ?? new Error("channel closed while writing"));
+      };
+      ch.on("drain", onDrain);
+      ch.on("close", onClose);
+    });
   return {
+    retains: true,
     async write(chunks) {
-      if (closed) throw closedError ?? new Error("channel closed");
-      if (ch.write(chunks)) return;
-      await new Promise<void>((resolve, reject) => {
-        const onDrain = (): void => {
-          ch.off("close", onClose);
-          resolve();
-        };
-        const onClose = (e: Error | undefined): void => {
-          ch.off("drain", onDrain);
-          reject(e ?? new Error("channel closed while writing"));
-        };
-        ch.on("drain", onDrain);
-        ch.on("close", onClose);
-      });
+      // Hand the chunks over in groups of at most `GROUP` bytes, waiting for "drain" whenever the
+      // channel says its queue is full, so a 4 MiB batch never trips the channel's hard cap.
+      let group: Uint8Array[] = [];
+      let bytes = 0;
+      for (let i = 0; i <= chunks.length; i++) {
+        const c = chunks[i];
+        if (c !== undefined) {
+          group.push(c);
+          bytes += c.byteLength;
+        }
+        if (group.length > 0 && (c === undefined || bytes >= GROUP)) {
+          if (closed) throw closedError ?? new Error("channel closed");
+          const ok = ch.write(group);
+          group = [];
+          bytes = 0;
+          if (!ok) await drained();
+        }
+      }
     },
     async end() {
       ch.end();

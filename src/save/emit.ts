@@ -3,7 +3,7 @@
  * order; page contents are borrowed views, never concatenated). Thin glue over the stream layer's
  * headers and body codecs: the engine decides the order, the stream layer owns every byte layout.
  */
-import type { ModuleIdentity } from "../guest/domain.ts";
+import type { FsBlockRef, ModuleIdentity } from "../guest/domain.ts";
 import type { BodyCodec } from "../stream/codec.ts";
 import { encode, encodePageData, encodeRecord, type PageEntry } from "../stream/encode.ts";
 import {
@@ -87,6 +87,24 @@ export class Emitter {
       ...record(libxl.checkpointState, { kind: "checkpoint-state", id }),
       ...record(colo.checkpointSeq, { kind: "checkpoint-seq", seq }),
     ];
+  }
+
+  /** Back channel: CHECKPOINT_DIRTY_PFN_LIST (B). */
+  dirtyPfns(pfns: ArrayLike<number>): Uint8Array[] {
+    return record(libxc.checkpointDirtyPfnList, {
+      kind: "dirty-pfn-list",
+      pfns: Float64Array.from(pfns as ArrayLike<number>),
+    });
+  }
+
+  /** Back channel: FS_DIRTY_BLOCK_LIST. */
+  fsBlocks(blocks: readonly FsBlockRef[]): Uint8Array[] {
+    return record(colo.fsDirtyBlockList, { kind: "fs-dirty-block-list", blocks });
+  }
+
+  /** Back channel: CHECKPOINT_DIGEST. */
+  checkpointDigest(seq: bigint, digest: Uint8Array): Uint8Array[] {
+    return record(colo.checkpointDigest, { kind: "checkpoint-digest", seq, digest });
   }
 
   migrationReceived(): Uint8Array[] {

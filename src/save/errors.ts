@@ -72,7 +72,7 @@ abstract class EngineError<C extends string> extends Error {
   readonly code: C;
   readonly offset: number | undefined;
   readonly record: string | undefined;
-  constructor(code: C, message: string, details: EngineErrorDetails) {
+  constructor(code: C, message: string, details: EngineErrorDetails = {}) {
     super(describe(message, details), details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
     this.offset = details.offset;
@@ -82,18 +82,10 @@ abstract class EngineError<C extends string> extends Error {
 
 export class SaveError extends EngineError<SaveErrorCode> {
   override readonly name = "SaveError";
-  // biome-ignore lint/complexity/noUselessConstructor: gives the details a default
-  constructor(code: SaveErrorCode, message: string, details: EngineErrorDetails = {}) {
-    super(code, message, details);
-  }
 }
 
 export class RestoreError extends EngineError<RestoreErrorCode> {
   override readonly name = "RestoreError";
-  // biome-ignore lint/complexity/noUselessConstructor: gives the details a default
-  constructor(code: RestoreErrorCode, message: string, details: EngineErrorDetails = {}) {
-    super(code, message, details);
-  }
 }
 
 export function isSaveError(e: unknown, code?: SaveErrorCode): e is SaveError {

@@ -119,10 +119,10 @@ export class StreamSaver {
     await this.#write(this.emit.streamStart(this.domain.identity), "stream headers");
   }
 
-  /** CHECKPOINT_INFO for `seq` if the seq or the memory size changed since the last one. */
-  async declare(seq: bigint): Promise<number> {
+  /** CHECKPOINT_INFO for `seq` if forced, or if the seq or the memory size changed since the last one. */
+  async declare(seq: bigint, force = false): Promise<number> {
     const pages = this.domain.pageCount();
-    if (pages !== this.#declaredPages || seq !== this.#seq) {
+    if (force || pages !== this.#declaredPages || seq !== this.#seq) {
       await this.#write(this.emit.checkpointInfo(seq, pages), "CHECKPOINT_INFO");
       this.#declaredPages = pages;
       this.#seq = seq;
@@ -145,6 +145,7 @@ export class StreamSaver {
       const t0 = performance.now();
       const before = this.bytes;
       await this.#write(this.emit.pageData(batch.subarray(0, n), this.#pool.pages.slice(0, n)), "PAGE_DATA");
+      if (this.sink.retains === true) this.#pool = new PagePool(MAX_BATCH);
       this.#pageMs += performance.now() - t0;
       this.#pageBytes += this.bytes - before;
       sent += n;

@@ -1,0 +1,609 @@
+/**
+ * Live migration and the checkpointed stream, over one full-duplex connection: the forward
+ * stream (source → target) and the back channel (target → source) are distinct in the API, as
+ * in the seed: the saving side has `sink` and `recvBack()`, the restoring side has `reader` and
+ * `sendBack()`.
+ *
+ * Plain migration (architecture: "Connections"):
+ *
+ *   source: pre-copy rounds … suspend, last pages, GUEST_CONTEXT, END, EMULATOR_CONTEXT, END
+ *   target:                       (applied into a not-yet-started domain)   → MIGRATION_RECEIVED
+ *   source: MIGRATION_GO, destroys its guest
+ *   target: resumes the guest                                               → MIGRATION_RESUMED
+ *
+ * Without RECEIVED the source resumes its guest and keeps running; without GO the target
+ * destroys what it received. Downtime is measured on the source from suspend to RESUMED.
+ *
+ * Checkpointed form (COLO, Remus, re-protection): the seed is the first checkpoint of a stream
+ * that never ends (… CHECKPOINT, EMULATOR_CONTEXT, CHECKPOINT_END), acknowledged by
+ * CHECKPOINT_STATE(SVM_READY) + CHECKPOINT_SEQ on the back channel; then the source keeps
+ * running and the controller sends further checkpoints with `sendCheckpoint()`.
+ */
+import type { Domain, FsBlockRef } from "../guest/domain.ts";
+import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
+import type { ByteSink, ByteSource } from "./channel.ts";
+import { Emitter } from "./emit.ts";
+import { RestoreError, SaveError } from "./errors.ts";
+import { itemName, RecordReader } from "./reader.ts";
+import { CheckpointReceiver, type CheckpointSummary } from "./receiver.ts";
+import { asRestoreError, forEachPage, type RestoreOptions, restoreSeed } from "./restore.ts";
+import {
+  type LiveOptions,
+  type ProgressListener,
+  type SaveReport,
+  StreamSaver,
+  sendFirstCheckpoint,
+} from "./save.ts";
+
+// ---------------------------------------------------------------------------------------------
+// The back channel, decoded
+
+/** One message on the back channel (target → source). */
+export type BackRecord =
+  /** CHECKPOINT_STATE with the CHECKPOINT_SEQ that follows it. */
+  | { readonly kind: "state"; readonly id: number; readonly seq: bigint }
+  /** CHECKPOINT_DIRTY_PFN_LIST: the secondary's dirty set B. */
+  | { readonly kind: "dirty-pfns"; readonly pfns: Float64Array }
+  /** FS_DIRTY_BLOCK_LIST: the secondary's changed file-system blocks. */
+  | { readonly kind: "fs-blocks"; readonly blocks: readonly FsBlockRef[] }
+  /** CHECKPOINT_DIGEST (--verify). */
+  | { readonly kind: "digest"; readonly seq: bigint; readonly digest: Uint8Array }
+  | { readonly kind: "received" }
+  | { readonly kind: "resumed" };
+
+/** Reads BackRecords from the back channel's bytes (a headerless record sequence). */
+export class BackChannelReader {
+  readonly reader: RecordReader;
+  constructor(source: ByteSource) {
+    this.reader = new RecordReader(source, { start: "back-channel" });
+  }
+
+  /** The next back-channel message, or null when the target closed the channel. */
+  async recv(): Promise<BackRecord | null> {
+    let item: Awaited<ReturnType<RecordReader["next"]>>;
+    try {
+      item = await this.reader.next();
+    } catch (e) {
+      throw new SaveError("back-channel", "the back channel failed", {
+        offset: this.reader.offset,
+        cause: e,
+      });
+    }
+    if (item === null) return null;
+    if (item.kind !== "record") throw new SaveError("back-channel", "a header on the back channel");
+    const v = item.value;
+    switch (v.kind) {
+      case "checkpoint-state": {
+        const seqItem = await this.reader.next().catch((e: unknown) => {
+          throw new SaveError("back-channel", "the back channel failed", {
+            offset: this.reader.offset,
+            cause: e,
+          });
+        });
+        if (seqItem?.kind !== "record" || seqItem.value.kind !== "checkpoint-seq") {
+          throw new SaveError("back-channel", "CHECKPOINT_STATE not followed by CHECKPOINT_SEQ", {
+            offset: item.offset,
+            record: itemName(item),
+          });
+        }
+        return { kind: "state", id: v.id, seq: seqItem.value.seq };
+      }
+      case "dirty-pfn-list":
+        return { kind: "dirty-pfns", pfns: v.pfns.slice() };
+      case "fs-dirty-block-list":
+        return { kind: "fs-blocks", blocks: v.blocks.map((b) => ({ ino: b.ino, block: b.block })) };
+      case "checkpoint-digest":
+        return { kind: "digest", seq: v.seq, digest: v.digest.slice() };
+      case "migration-received":
+        return { kind: "received" };
+      case "migration-resumed":
+        return { kind: "resumed" };
+      default:
+        throw new SaveError("back-channel", `unexpected ${itemName(item)} on the back channel`, {
+          offset: item.offset,
+          record: itemName(item),
+        });
+    }
+  }
+}
+
+/** Writes back-channel messages (the restoring side's `sendBack`). */
+export class BackChannelWriter {
+  readonly sink: ByteSink;
+  readonly #emit = new Emitter();
+  constructor(sink: ByteSink) {
+    this.sink = sink;
+  }
+  async send(chunks: readonly Uint8Array[]): Promise<void> {
+    try {
+      await this.sink.write(chunks);
+    } catch (e) {
+      throw new RestoreError("io", "writing the back channel failed", { cause: e });
+    }
+  }
+  state(id: number, seq: bigint): Promise<void> {
+    return this.send(this.#emit.checkpointState(id, seq));
+  }
+  dirtyPfns(pfns: ArrayLike<number>): Promise<void> {
+    return this.send(this.#emit.dirtyPfns(pfns));
+  }
+  fsBlocks(blocks: readonly FsBlockRef[]): Promise<void> {
+    return this.send(this.#emit.fsBlocks(blocks));
+  }
+  digest(seq: bigint, digest: Uint8Array): Promise<void> {
+    return this.send(this.#emit.checkpointDigest(seq, digest));
+  }
+  received(): Promise<void> {
+    return this.send(this.#emit.migrationReceived());
+  }
+  resumed(): Promise<void> {
+    return this.send(this.#emit.migrationResumed());
+  }
+}
+
+/** The saving side's two directions. */
+export interface SourceLink {
+  readonly sink: ByteSink;
+  readonly back: ByteSource;
+}
+
+/** The restoring side's two directions. */
+export interface TargetLink {
+  readonly source: ByteSource;
+  readonly back: ByteSink;
+}
+
+async function resumeQuietly(domain: Domain): Promise<void> {
+  if (domain.state === "suspended") await domain.resume().catch(() => {});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain live migration
+
+export interface MigrateOptions {
+  /** Pre-copy tuning; `false` for a stop-and-copy migration. Default: live with defaults. */
+  readonly live?: LiveOptions | false;
+  readonly onProgress?: ProgressListener;
+}
+
+/**
+ * Migrate a running domain to the target at the other end of `link`. On success the source
+ * domain has been destroyed and the report says how long it took; on failure before GO the
+ * source domain is running again (or as it was) and a SaveError says why.
+ */
+export async function migrate(
+  domain: Domain,
+  link: SourceLink,
+  opts: MigrateOptions = {},
+): Promise<SaveReport> {
+  const t0 = performance.now();
+  const saver = new StreamSaver(domain, link.sink);
+  const back = new BackChannelReader(link.back);
+  let pagesPerRound: number[];
+  let suspendedAt: number;
+  try {
+    ({ pagesPerRound, suspendedAt } = await sendFirstCheckpoint(saver, {
+      live: opts.live ?? true,
+      checkpointed: false,
+      seq: 0n,
+      onProgress: opts.onProgress,
+    }));
+    opts.onProgress?.(handshakeProgress(saver, pagesPerRound.length));
+    const msg = await back.recv();
+    if (msg?.kind !== "received") {
+      throw new SaveError(
+        "no-received",
+        msg === null
+          ? "the target closed the connection before saying RECEIVED"
+          : `the target said ${msg.kind}, not RECEIVED`,
+      );
+    }
+  } catch (e) {
+    await resumeQuietly(domain);
+    throw e instanceof SaveError
+      ? e
+      : new SaveError("io", "migration failed", { offset: saver.bytes, cause: e });
+  }
+  // Switch-over: from here on the target owns the guest.
+  const memoryPages = domain.pageCount();
+  try {
+    await saver.writeRaw(saver.emit.migrationGo(), "MIGRATION_GO");
+    await link.sink.end();
+  } finally {
+    await domain.destroy();
+  }
+  let resumedAt = Number.NaN;
+  const msg = await back.recv().catch(() => null);
+  if (msg?.kind === "resumed") resumedAt = performance.now();
+  return {
+    rounds: pagesPerRound.length,
+    pagesPerRound,
+    bytes: saver.bytes,
+    totalMs: (Number.isNaN(resumedAt) ? performance.now() : resumedAt) - t0,
+    downtimeMs: resumedAt - suspendedAt,
+    memoryPages,
+  };
+}
+
+function handshakeProgress(saver: StreamSaver, rounds: number) {
+  return {
+    phase: "handshake" as const,
+    round: rounds,
+    pagesSent: 0,
+    pagesInRound: 0,
+    bytes: saver.bytes,
+    rate: saver.rate,
+    estimatedDowntimeMs: 0,
+    dirtyPages: 0,
+  };
+}
+
+export interface ReceiveOptions extends RestoreOptions {
+  /** Called once the stream is complete, before RECEIVED is sent (e.g. to bind the service). */
+  readonly onReceived?: (domain: Domain) => Promise<void> | void;
+}
+
+/**
+ * Receive a plain migration: restore into a fresh target, say RECEIVED, wait for GO, resume the
+ * guest, say RESUMED. Returns the running domain. Without GO the target is destroyed and a
+ * RestoreError "no-go" is thrown.
+ */
+export async function receiveMigration(link: TargetLink, opts: ReceiveOptions): Promise<Domain> {
+  const reader = new RecordReader(link.source);
+  const back = new BackChannelWriter(link.back);
+  const seed = await restoreSeed(reader, opts);
+  const { domain } = seed;
+  try {
+    if (seed.end !== "end") throw new RestoreError("malformed", "a checkpointed stream, not a migration");
+    await opts.onReceived?.(domain);
+    await back.received();
+    let go: Awaited<ReturnType<RecordReader["next"]>>;
+    try {
+      go = await reader.next();
+    } catch (e) {
+      throw new RestoreError("no-go", "the source went away before saying GO", {
+        offset: reader.offset,
+        cause: e,
+      });
+    }
+    if (go?.kind !== "record" || go.value.kind !== "migration-go") {
+      throw new RestoreError("no-go", "the source did not say GO", { offset: reader.offset });
+    }
+    await domain.resume();
+  } catch (e) {
+    await domain.destroy().catch(() => {});
+    throw asRestoreError(e, reader);
+  }
+  await back.resumed().catch(() => {});
+  await link.back.end().catch(() => {});
+  return domain;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checkpointed stream: saving side
+
+export interface CheckpointedOptions {
+  /** Pre-copy tuning of the seed; `false` for a stop-and-copy seed. Default: live. */
+  readonly live?: LiveOptions | false;
+  /** Sequence number of the seed checkpoint (default 1). Later checkpoints count up from it. */
+  readonly seq?: bigint;
+  /** Resume the source domain once the seed is acknowledged (default true). */
+  readonly resume?: boolean;
+  readonly onProgress?: ProgressListener;
+}
+
+export interface CheckpointSendReport {
+  readonly seq: bigint;
+  /** Pages sent (pfns at or past the memory size are skipped). */
+  readonly pages: number;
+  readonly bytes: number;
+  readonly ms: number;
+  readonly memoryPages: number;
+}
+
+export interface CheckpointRequest {
+  /** This checkpoint's sequence number: the previous one + 1. */
+  readonly seq: bigint;
+  /** The pages to send: D = A ∪ B (any order, duplicates allowed). */
+  readonly pfns: ArrayLike<number>;
+  /** File-system blocks to carry in the host state: P's changed set ∪ S's changed set. */
+  readonly fsBlocks: readonly FsBlockRef[];
+}
+
+/**
+ * An open checkpointed stream on the saving side. After the seed, the controller drives it:
+ * `sendState(NEW, seq)`, `recvBack()` for SVM_SUSPENDED and the dirty lists, `sendCheckpoint()`
+ * while the domain is suspended, `recvBack()` for SVM_READY.
+ */
+export class CheckpointedStream {
+  readonly domain: Domain;
+  readonly seed: SaveReport;
+  readonly #saver: StreamSaver;
+  readonly #back: BackChannelReader;
+  readonly #sink: ByteSink;
+  #lastSeq: bigint;
+  #busy = false;
+
+  constructor(
+    domain: Domain,
+    saver: StreamSaver,
+    back: BackChannelReader,
+    sink: ByteSink,
+    seed: SaveReport,
+    seq: bigint,
+  ) {
+    this.domain = domain;
+    this.#saver = saver;
+    this.#back = back;
+    this.#sink = sink;
+    this.seed = seed;
+    this.#lastSeq = seq;
+  }
+
+  /** Sequence number of the last checkpoint sent. */
+  get lastSeq(): bigint {
+    return this.#lastSeq;
+  }
+
+  /** Bytes written to the forward stream so far. */
+  get bytes(): number {
+    return this.#saver.bytes;
+  }
+
+  /** CHECKPOINT_STATE(id) + CHECKPOINT_SEQ(seq) on the forward stream (e.g. NEW). */
+  async sendState(id: number, seq: bigint): Promise<void> {
+    await this.#saver.writeRaw(
+      this.#saver.emit.checkpointState(id, seq),
+      `CHECKPOINT_STATE ${CHECKPOINT_STATE_NAMES.get(id)}`,
+    );
+  }
+
+  /**
+   * Send one checkpoint: CHECKPOINT_INFO(seq, pages), PAGE_DATA for `pfns` (those at or past the
+   * domain's size are skipped), GUEST_CONTEXT, CHECKPOINT, EMULATOR_CONTEXT (host state with
+   * `fsBlocks`), CHECKPOINT_END. The domain must be suspended; it stays suspended.
+   */
+  async sendCheckpoint(req: CheckpointRequest): Promise<CheckpointSendReport> {
+    if (this.#busy) throw new SaveError("bad-state", "sendCheckpoint while another is in progress");
+    if (req.seq !== this.#lastSeq + 1n) {
+      throw new SaveError("bad-state", `checkpoint ${req.seq} does not follow ${this.#lastSeq}`);
+    }
+    if (this.domain.state !== "suspended") {
+      throw new SaveError("bad-state", `sendCheckpoint needs a suspended domain, it is ${this.domain.state}`);
+    }
+    this.#busy = true;
+    const t0 = performance.now();
+    const before = this.#saver.bytes;
+    try {
+      const memoryPages = await this.#saver.declare(req.seq, true);
+      const pages = await this.#saver.writePages(req.pfns);
+      await this.#saver.writeContext(true);
+      await this.#saver.writeHostState(true, { kind: "some", blocks: req.fsBlocks });
+      this.#lastSeq = req.seq;
+      return {
+        seq: req.seq,
+        pages,
+        bytes: this.#saver.bytes - before,
+        ms: performance.now() - t0,
+        memoryPages,
+      };
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** The next back-channel message (null when the target closed it). */
+  recvBack(): Promise<BackRecord | null> {
+    return this.#back.recv();
+  }
+
+  /** Close the forward stream (the target sees an end between checkpoints). */
+  async close(): Promise<void> {
+    await this.#sink.end().catch(() => {});
+  }
+}
+
+/**
+ * Seed a checkpointed stream: live pre-copy, suspend, the first checkpoint, then wait for
+ * SVM_READY (with the seed's seq) on the back channel, then resume the source (unless told not
+ * to). On failure the source domain is resumed if it was suspended here.
+ */
+export async function openCheckpointedStream(
+  domain: Domain,
+  link: SourceLink,
+  opts: CheckpointedOptions = {},
+): Promise<CheckpointedStream> {
+  const t0 = performance.now();
+  const seq = opts.seq ?? 1n;
+  const saver = new StreamSaver(domain, link.sink);
+  const back = new BackChannelReader(link.back);
+  try {
+    const { pagesPerRound, suspendedAt } = await sendFirstCheckpoint(saver, {
+      live: opts.live ?? true,
+      checkpointed: true,
+      seq,
+      onProgress: opts.onProgress,
+    });
+    opts.onProgress?.(handshakeProgress(saver, pagesPerRound.length));
+    const msg = await back.recv();
+    if (msg?.kind !== "state" || msg.id !== CHECKPOINT_STATE.SVM_READY || msg.seq !== seq) {
+      throw new SaveError(
+        "no-received",
+        msg === null
+          ? "the secondary closed the connection before SVM_READY"
+          : `expected SVM_READY ${seq}, got ${describeBack(msg)}`,
+      );
+    }
+    const readyAt = performance.now();
+    if (opts.resume ?? true) await domain.resume();
+    const seed: SaveReport = {
+      rounds: pagesPerRound.length,
+      pagesPerRound,
+      bytes: saver.bytes,
+      totalMs: performance.now() - t0,
+      downtimeMs: ((opts.resume ?? true) ? performance.now() : readyAt) - suspendedAt,
+      memoryPages: domain.pageCount(),
+    };
+    return new CheckpointedStream(domain, saver, back, link.sink, seed, seq);
+  } catch (e) {
+    await resumeQuietly(domain);
+    throw e instanceof SaveError
+      ? e
+      : new SaveError("io", "seeding the checkpointed stream failed", { cause: e });
+  }
+}
+
+export function describeBack(m: BackRecord): string {
+  return m.kind === "state" ? `${CHECKPOINT_STATE_NAMES.get(m.id) ?? m.id} ${m.seq}` : m.kind;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checkpointed stream: restoring side
+
+/** What the forward stream brought, as the secondary's controller sees it. */
+export type TargetEvent =
+  /** CHECKPOINT_STATE from the primary (NEW), with its sequence number. */
+  | { readonly kind: "state"; readonly id: number; readonly seq: bigint }
+  /** A whole checkpoint is buffered (receiver state "complete"); call `apply()` or `discard()`. */
+  | { readonly kind: "checkpoint"; readonly summary: CheckpointSummary }
+  /** The primary closed the stream between checkpoints. */
+  | { readonly kind: "end" };
+
+/**
+ * An open checkpointed stream on the restoring side, after the seed. `next()` reads until the
+ * next event; a whole checkpoint is buffered in the receiver and applied only by `apply()`. On a
+ * malformed record, a replayed or out-of-order sequence number, or a stream cut mid-checkpoint,
+ * `next()` discards the partial checkpoint (the domain is untouched) and throws a RestoreError
+ * ("malformed", "sequence", "truncated", "io", "pfn-out-of-range"). After an error the stream is
+ * unusable (the decoder is poisoned): the controller stands down.
+ */
+export class CheckpointedTarget {
+  readonly domain: Domain;
+  readonly receiver: CheckpointReceiver;
+  readonly #reader: RecordReader;
+  readonly #back: BackChannelWriter;
+  readonly #backSink: ByteSink;
+
+  constructor(domain: Domain, seedSeq: bigint, reader: RecordReader, back: ByteSink) {
+    this.domain = domain;
+    this.receiver = new CheckpointReceiver(domain, seedSeq);
+    this.#reader = reader;
+    this.#back = new BackChannelWriter(back);
+    this.#backSink = back;
+  }
+
+  /** Sequence number of the last checkpoint applied (the seed's after open). */
+  get lastApplied(): bigint {
+    return this.receiver.lastApplied ?? 0n;
+  }
+
+  /** The back channel (SVM_* states, dirty pfns, fs blocks, digests). */
+  get back(): BackChannelWriter {
+    return this.#back;
+  }
+
+  /** Raw back-channel records (already encoded). */
+  sendBack(chunks: readonly Uint8Array[]): Promise<void> {
+    return this.#back.send(chunks);
+  }
+
+  async next(): Promise<TargetEvent> {
+    const r = this.receiver;
+    if (r.state === "complete")
+      throw new RestoreError("bad-state", "next() before apply() or discard() of the complete checkpoint");
+    if (r.state === "applied" || r.state === "discarded") r.reset();
+    let item: Awaited<ReturnType<RecordReader["next"]>> | undefined;
+    try {
+      for (;;) {
+        item = await this.#reader.next();
+        if (item === null) {
+          if (r.state === "buffering")
+            throw new RestoreError("truncated", "the stream ended inside a checkpoint", {
+              offset: this.#reader.offset,
+            });
+          return { kind: "end" };
+        }
+        if (item.kind !== "record")
+          throw new RestoreError("malformed", `${itemName(item)} inside a checkpointed stream`);
+        const where = { offset: item.offset, record: itemName(item) };
+        const v = item.value;
+        switch (v.kind) {
+          case "checkpoint-state": {
+            const s = await this.#reader.next();
+            if (s?.kind !== "record" || s.value.kind !== "checkpoint-seq") {
+              throw new RestoreError("malformed", "CHECKPOINT_STATE not followed by CHECKPOINT_SEQ", where);
+            }
+            return { kind: "state", id: v.id, seq: s.value.seq };
+          }
+          case "checkpoint-info":
+            if (r.state === "buffering")
+              throw new RestoreError("malformed", "a second CHECKPOINT_INFO in one checkpoint", where);
+            r.begin(v.seq, v.memoryPages);
+            break;
+          case "page-data":
+            if (r.state !== "buffering")
+              throw new RestoreError("malformed", "PAGE_DATA before CHECKPOINT_INFO", where);
+            forEachPage(v, r.summary().memoryPages, where, (pfn, page) => r.addPage(pfn, page));
+            break;
+          case "guest-context":
+            r.setContext(v.data);
+            break;
+          case "emulator-context":
+            r.setHostState(v.data);
+            break;
+          case "checkpoint":
+            break;
+          case "checkpoint-end":
+            return { kind: "checkpoint", summary: r.finish() };
+          default:
+            throw new RestoreError("malformed", `unexpected ${itemName(item)} inside a checkpoint`, where);
+        }
+      }
+    } catch (e) {
+      r.discard(e);
+      throw asRestoreError(e, this.#reader, item ?? undefined);
+    }
+  }
+
+  /** Apply the complete checkpoint (domain suspended or not yet started). */
+  apply(): Promise<CheckpointSummary> {
+    return this.receiver.apply();
+  }
+
+  /** Drop the complete (or partial) checkpoint without applying it. */
+  discard(reason?: unknown): void {
+    this.receiver.discard(reason);
+  }
+
+  async close(): Promise<void> {
+    await this.#backSink.end().catch(() => {});
+  }
+}
+
+export interface ReceiveCheckpointedOptions extends RestoreOptions {
+  /** Acknowledge the seed with SVM_READY on the back channel (default true). */
+  readonly ack?: boolean;
+}
+
+/**
+ * Receive the seed of a checkpointed stream into a fresh target (not resumed: the controller
+ * resumes it), acknowledge it with SVM_READY + CHECKPOINT_SEQ(seed seq), and return the open
+ * target side. On failure the target has been destroyed.
+ */
+export async function receiveCheckpointed(
+  link: TargetLink,
+  opts: ReceiveCheckpointedOptions,
+): Promise<CheckpointedTarget> {
+  const reader = new RecordReader(link.source);
+  const seed = await restoreSeed(reader, opts);
+  const target = new CheckpointedTarget(seed.domain, seed.seq, reader, link.back);
+  try {
+    if (seed.end !== "checkpoint")
+      throw new RestoreError("malformed", "a plain stream, not a checkpointed one");
+    if (opts.ack ?? true) await target.back.state(CHECKPOINT_STATE.SVM_READY, seed.seq);
+  } catch (e) {
+    await seed.domain.destroy().catch(() => {});
+    throw asRestoreError(e, reader);
+  }
+  return target;
+}

@@ -1,0 +1,232 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { channelSink, channelSource } from "../../src/save/channel.ts";
+import { isRestoreError, isSaveError } from "../../src/save/errors.ts";
+import {
+  type CheckpointedStream,
+  type CheckpointedTarget,
+  migrate,
+  openCheckpointedStream,
+  receiveCheckpointed,
+  receiveMigration,
+} from "../../src/save/migrate.ts";
+import { CHECKPOINT_STATE } from "../../src/stream/format.ts";
+import { fault, type Interceptor, type MemoryChannel, openPair } from "../../src/transport/memory.ts";
+import { MemoryDomain, testIdentity } from "./helpers/memory-domain.ts";
+
+const enc = new TextEncoder();
+
+function links(a: MemoryChannel, b: MemoryChannel) {
+  return {
+    source: { sink: channelSink(a), back: channelSource(a) },
+    target: { source: channelSource(b), back: channelSink(b) },
+  };
+}
+
+async function busyDomain(pages: number, dirtyPerTick: number): Promise<MemoryDomain> {
+  const d = new MemoryDomain({ pages, dirtyPerTick, tickMs: 1, workingSet: Math.min(pages, 300), seed: 9 });
+  d.fill(5);
+  d.setState({
+    blob: enc.encode("ctx"),
+    hostBlob: enc.encode("host"),
+    fs: { "1:0": new Uint8Array(4096).fill(1) },
+  });
+  await d.start();
+  return d;
+}
+
+function targets() {
+  const made: MemoryDomain[] = [];
+  return {
+    made,
+    createTarget: async () => {
+      const d = new MemoryDomain({ pages: 1, identity: testIdentity() });
+      made.push(d);
+      return d;
+    },
+  };
+}
+
+test("live migration of a guest that keeps dirtying pages gives a byte-identical target", async () => {
+  const src = await busyDomain(4000, 40);
+  const [a, b] = openPair();
+  const l = links(a, b);
+  const t = targets();
+  const rounds: number[] = [];
+  const [report, dst] = await Promise.all([
+    migrate(src, l.source, {
+      live: { downtimeTargetMs: 1, maxRounds: 6 },
+      onProgress: (p) => rounds.push(p.round),
+    }),
+    receiveMigration(l.target, t),
+  ]);
+  assert.equal(src.state, "destroyed");
+  assert.equal(dst.state, "running");
+  await dst.suspend();
+  assert.deepEqual((dst as MemoryDomain).memory().subarray(0), src.memory(), "memory identical");
+  assert.deepEqual(await (dst as MemoryDomain).contextForTest(), await src.contextForTest());
+  assert.ok(report.rounds >= 2, `pre-copy ran ${report.rounds} rounds`);
+  assert.equal(report.pagesPerRound[0], 4000, "round 1 sends every page");
+  assert.ok(report.downtimeMs >= 0 && Number.isFinite(report.downtimeMs));
+  assert.ok(rounds.length > 0);
+  await dst.destroy();
+});
+
+test("without RECEIVED the source resumes and keeps running", async () => {
+  const src = await busyDomain(500, 5);
+  const [a, b] = openPair();
+  const l = links(a, b);
+  // the target side reads everything but never answers, then drops the connection
+  const drain = (async () => {
+    for (let c = await l.target.source.read(); c !== null; c = await l.target.source.read()) {
+      if (c.length > 0 && src.state === "suspended") break;
+    }
+    b.destroy();
+  })();
+  await assert.rejects(
+    migrate(src, l.source, { live: false }),
+    (e) => isSaveError(e, "no-received") || isSaveError(e, "back-channel") || isSaveError(e, "io"),
+  );
+  await drain;
+  assert.equal(src.state, "running");
+  await src.destroy();
+});
+
+test("without GO the target discards what it received", async () => {
+  const src = await busyDomain(300, 0);
+  // Cut the forward stream after END, before GO: GO is the last record, 8 bytes.
+  let total = Number.POSITIVE_INFINITY;
+  const [a, b] = openPair({ aToB: { intercept: (c, o) => (o + c.length > total ? "cut" : [c]) } });
+  const l = links(a, b);
+  const t = targets();
+  const srcPromise = (async () => {
+    // A saver that stops before GO: run the real migration but cut GO out.
+    total = Number.POSITIVE_INFINITY;
+    return migrate(src, l.source, { live: false });
+  })();
+  // Intercept: once RECEIVED was sent, anything more from the source is cut.
+  const tgt = receiveMigration(
+    {
+      source: l.target.source,
+      back: {
+        write: async (ch) => {
+          total = 0;
+          await l.target.back.write(ch);
+        },
+        end: () => l.target.back.end(),
+        retains: true,
+      },
+    },
+    t,
+  );
+  await assert.rejects(tgt, (e) => isRestoreError(e, "no-go"));
+  await srcPromise.catch(() => {});
+  assert.equal(t.made[0]?.state, "destroyed");
+});
+
+/** Suspend, dirty some pages while "running", and send one checkpoint; returns D. */
+async function oneCheckpoint(
+  stream: CheckpointedStream,
+  src: MemoryDomain,
+  target: CheckpointedTarget | undefined,
+  seq: bigint,
+) {
+  src.step(30);
+  await src.suspend();
+  const pfns = src.harvestDirty();
+  const fs = await src.harvestFsDirty();
+  const sent = stream.sendCheckpoint({ seq, pfns, fsBlocks: fs });
+  const got = target?.next();
+  await sent;
+  return got;
+}
+
+test("checkpointed stream: seed acknowledged by SVM_READY, then whole checkpoints applied in order", async () => {
+  const src = await busyDomain(800, 0);
+  const [a, b] = openPair();
+  const l = links(a, b);
+  const t = targets();
+  const [stream, target] = await Promise.all([
+    openCheckpointedStream(src, l.source, { live: { maxRounds: 3 }, seq: 1n }),
+    receiveCheckpointed(l.target, t),
+  ]);
+  assert.equal(src.state, "running", "the source keeps running after the seed");
+  assert.equal(target.lastApplied, 1n);
+  const dst = t.made[0]!;
+  for (let seq = 2n; seq <= 5n; seq++) {
+    // the primary announces the checkpoint; the secondary answers on the back channel
+    await stream.sendState(CHECKPOINT_STATE.NEW, seq);
+    assert.deepEqual(await target.next(), { kind: "state", id: CHECKPOINT_STATE.NEW, seq });
+    await target.back.state(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
+    await target.back.dirtyPfns([0, 1]);
+    assert.deepEqual(await stream.recvBack(), { kind: "state", id: CHECKPOINT_STATE.SVM_SUSPENDED, seq });
+    const b = await stream.recvBack();
+    assert.equal(b?.kind, "dirty-pfns");
+    const ev = await oneCheckpoint(stream, src, target, seq);
+    assert.equal(ev?.kind, "checkpoint");
+    assert.equal(target.receiver.state, "complete");
+    await target.apply();
+    assert.equal(target.lastApplied, seq);
+    assert.deepEqual(dst.memory(), src.memory());
+    assert.deepEqual(await dst.contextForTest(), await src.contextForTest());
+    await target.back.state(CHECKPOINT_STATE.SVM_READY, seq);
+    assert.deepEqual(await stream.recvBack(), { kind: "state", id: CHECKPOINT_STATE.SVM_READY, seq });
+    await src.resume();
+  }
+  await stream.close();
+  assert.deepEqual(await target.next(), { kind: "end" });
+  await src.destroy();
+});
+
+async function seeded(intercept: { hook: Interceptor | undefined }) {
+  const src = await busyDomain(600, 0);
+  const [a, b] = openPair({ aToB: { intercept: (c, o) => (intercept.hook ? intercept.hook(c, o) : [c]) } });
+  const l = links(a, b);
+  const t = targets();
+  const [stream, target] = await Promise.all([
+    openCheckpointedStream(src, l.source, { live: false, seq: 1n }),
+    receiveCheckpointed(l.target, t),
+  ]);
+  return { src, stream, target, dst: t.made[0]! };
+}
+
+test("a checkpoint cut short is never applied in part: the previous state stays", async () => {
+  const hook: { hook: Interceptor | undefined } = { hook: undefined };
+  const { src, stream, target, dst } = await seeded(hook);
+  const ev = await oneCheckpoint(stream, src, target, 2n);
+  await target.apply();
+  assert.equal(ev?.kind, "checkpoint");
+  const before = dst.memory();
+  const ctxBefore = await dst.contextForTest();
+  await src.resume();
+  // cut the forward stream in the middle of checkpoint 3's pages
+  const at = stream.bytes + 20_000;
+  hook.hook = fault.truncate(at);
+  // MemoryChannel interceptor offsets count from the first byte of the stream
+  src.step(30);
+  await src.suspend();
+  const pfns = src.harvestDirty();
+  const got = target.next();
+  await stream.sendCheckpoint({ seq: 3n, pfns, fsBlocks: [] }).catch(() => {});
+  await assert.rejects(got, (e) => isRestoreError(e, "io") || isRestoreError(e, "truncated"));
+  assert.equal(target.receiver.state, "discarded");
+  assert.equal(target.lastApplied, 2n);
+  assert.deepEqual(dst.memory(), before);
+  assert.deepEqual(await dst.contextForTest(), ctxBefore);
+  await src.destroy();
+});
+
+test("a malformed record mid-checkpoint discards the partial checkpoint", async () => {
+  const hook: { hook: Interceptor | undefined } = { hook: undefined };
+  const { src, stream, target, dst } = await seeded(hook);
+  const before = dst.memory();
+  // corrupt the reserved word of checkpoint 2's first PAGE_DATA: CHECKPOINT_INFO is 24 bytes,
+  // then the PAGE_DATA header (8), count (4), reserved (4)
+  hook.hook = fault.corrupt(stream.bytes + 24 + 12, 0x01);
+  const got = oneCheckpoint(stream, src, target, 2n);
+  await assert.rejects(got, (e) => isRestoreError(e, "malformed"));
+  assert.equal(target.receiver.state, "discarded");
+  assert.equal(target.lastApplied, 1n);
+  assert.deepEqual(dst.memory(), before);
+  await src.destroy();
+});
