@@ -177,6 +177,8 @@ export interface StartOptions {
   /** Guest stdout/stderr sinks (default: this process's). */
   readonly stdout?: (bytes: Uint8Array) => void;
   readonly stderr?: (bytes: Uint8Array) => void;
+  /** colo's own messages (default: stderr, prefixed "colo run: "). */
+  readonly log?: (message: string) => void;
 }
 
 /** Why a guest could not be started: exit status 1, message already phrased for the user. */
@@ -194,6 +196,7 @@ export class RunError extends Error {
  * the end (domain.whenStopped()) and must call stopGuest(). Throws RunError.
  */
 export async function startGuest(options: RunOptions, extra: StartOptions = {}): Promise<RunningGuest> {
+  const log = extra.log ?? say;
   let bytes: Uint8Array;
   try {
     bytes = await readFile(options.module);
@@ -239,11 +242,11 @@ export async function startGuest(options: RunOptions, extra: StartOptions = {}):
       await domain.destroy();
       throw new RunError("listen-failed", `cannot listen on ${where}: ${why}`, { cause: err });
     }
-    say(
+    log(
       `cannot listen on the default service address ${where} (${why}); fd 3 gets no clients (use --service)`,
     );
   }
-  if (service !== undefined) say(`service on ${formatServiceAddress(service)}`);
+  if (service !== undefined) log(`service on ${formatServiceAddress(service)}`);
   await domain.start();
   return { domain, plug, service };
 }
@@ -281,18 +284,29 @@ export async function runGuest(options: RunOptions): Promise<number> {
   const onTerm = onSignal(143);
   process.once("SIGINT", onInt);
   process.once("SIGTERM", onTerm);
+  // With --name, `colo save | migrate | list` reach this guest through its control socket.
+  const { attachControl, superviseDomain } = await import("./control.ts");
+  const control =
+    options.name === undefined
+      ? undefined
+      : await attachControl(options.name, guest.domain, guest.plug, {
+          service: guest.service && formatServiceAddress(guest.service),
+          module: options.module,
+        });
   try {
-    // Nobody suspends the guest in `colo run`; loop anyway so a suspension is not taken for an end.
-    while (guest.domain.state === "running" || guest.domain.state === "suspended") {
-      await guest.domain.whenStopped();
-      if (guest.domain.state === "suspended") await guest.domain.resume();
-    }
+    // Resume after stray suspensions, except while a save or migration holds the guest.
+    await superviseDomain(guest.domain, control);
   } finally {
     process.off("SIGINT", onInt);
     process.off("SIGTERM", onTerm);
+    await control?.close();
     await stopGuest(guest);
   }
   if (signalled !== undefined) return signalled;
+  if (control?.handedOff !== undefined) {
+    say(`guest ${control.handedOff}`);
+    return 0;
+  }
   const end = guest.domain.end;
   if (end === undefined) {
     say("the guest ended without a status");
