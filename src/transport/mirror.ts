@@ -1,0 +1,171 @@
+/**
+ * The mirror connection's messages (P -> S: client input; S -> P: the secondary's outputs).
+ * Used by the proxy; the transport only encodes, decodes and checks layouts.
+ *
+ * Every mirror message body starts with the same 24-byte header, then the bytes (if any):
+ *
+ *   0  u64 checkpoint   the checkpoint sequence number the sender is in (late/replayed = older)
+ *   8  u8  stream       0 = connection, 1 = stdout, 2 = stderr (only output may be 1 or 2)
+ *   9  u8[3] reserved   zero
+ *  12  u32 conn         connection id (0 for stdout/stderr)
+ *  16  u64 offset       input or output offset of the first byte (or of the event)
+ *  24  bytes            input / output bytes (input and output only; empty otherwise)
+ *
+ * u64 fields are JavaScript numbers here: documented safe below 2^53 (8 PiB of one stream, or
+ * 2^53 checkpoints); a larger value on the wire is rejected as malformed.
+ */
+import { TransportError } from "./errors.ts";
+import { MessageType } from "./format.ts";
+import type { Message } from "./frame.ts";
+import type { MessageChannel } from "./message-channel.ts";
+
+export const MIRROR_HEADER_SIZE = 24;
+
+/** Where a mirrored output came from (same shape as the guest port's OutputStream). */
+export type MirrorStream =
+  | { readonly kind: "conn"; readonly id: number }
+  | { readonly kind: "stdout" }
+  | { readonly kind: "stderr" };
+
+export type MirrorMessage =
+  /** A client connected (P -> S). */
+  | { readonly kind: "open"; readonly checkpoint: number; readonly conn: number }
+  /** A client input chunk, delivered to the replica as one unit (P -> S). */
+  | {
+      readonly kind: "input";
+      readonly checkpoint: number;
+      readonly conn: number;
+      readonly offset: number;
+      readonly bytes: Uint8Array;
+    }
+  /** The client closed its sending side after `offset` input bytes (P -> S). */
+  | { readonly kind: "eof"; readonly checkpoint: number; readonly conn: number; readonly offset: number }
+  /** Bytes the secondary produced (S -> P). */
+  | {
+      readonly kind: "output";
+      readonly checkpoint: number;
+      readonly stream: MirrorStream;
+      readonly offset: number;
+      readonly bytes: Uint8Array;
+    }
+  /** The secondary's guest shut down its sending side after `offset` output bytes (S -> P). */
+  | { readonly kind: "shutdown"; readonly checkpoint: number; readonly conn: number; readonly offset: number }
+  /** The secondary's guest closed the connection after `offset` output bytes (S -> P). */
+  | { readonly kind: "close"; readonly checkpoint: number; readonly conn: number; readonly offset: number };
+
+const TYPE_OF = {
+  open: MessageType.mirrorOpen,
+  input: MessageType.mirrorInput,
+  eof: MessageType.mirrorEof,
+  output: MessageType.mirrorOutput,
+  shutdown: MessageType.mirrorShutdown,
+  close: MessageType.mirrorClose,
+} as const;
+
+const STREAM_CODE = { conn: 0, stdout: 1, stderr: 2 } as const;
+
+export function isMirrorType(type: number): boolean {
+  return type >= MessageType.mirrorInput && type <= MessageType.mirrorClose;
+}
+
+function u64(v: DataView, at: number, value: number, field: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new TransportError(
+      "invalid-argument",
+      `mirror ${field} ${value} is not a safe non-negative integer`,
+    );
+  }
+  v.setBigUint64(at, BigInt(value), true);
+}
+
+/** Encode: the message type and the body as a gather list (header, then the bytes uncopied). */
+export function encodeMirror(m: MirrorMessage): { type: number; body: Uint8Array[] } {
+  const header = new Uint8Array(MIRROR_HEADER_SIZE);
+  const v = new DataView(header.buffer);
+  u64(v, 0, m.checkpoint, "checkpoint");
+  let conn = 0;
+  let stream = 0;
+  if (m.kind === "output") {
+    stream = STREAM_CODE[m.stream.kind];
+    if (m.stream.kind === "conn") conn = m.stream.id;
+  } else {
+    conn = m.conn;
+  }
+  if (!Number.isInteger(conn) || conn < 0 || conn > 0xffff_ffff) {
+    throw new TransportError("invalid-argument", `connection id ${conn} is not a u32`);
+  }
+  v.setUint8(8, stream);
+  v.setUint32(12, conn, true);
+  u64(v, 16, m.kind === "open" ? 0 : m.offset, "offset");
+  const body = m.kind === "input" || m.kind === "output" ? [header, m.bytes] : [header];
+  return { type: TYPE_OF[m.kind], body };
+}
+
+/** Send one mirror message; the channel's backpressure contract applies (false: wait for drain). */
+export function sendMirror(channel: MessageChannel, m: MirrorMessage): boolean {
+  const { type, body } = encodeMirror(m);
+  return channel.send(type, body);
+}
+
+function malformed(reason: string, type: number, details: Record<string, unknown> = {}): TransportError {
+  return new TransportError(
+    "message-malformed",
+    `mirror message 0x${type.toString(16).padStart(4, "0")}: ${reason}`,
+    {
+      details: { type, ...details },
+    },
+  );
+}
+
+function safe(v: DataView, at: number, field: string, type: number): number {
+  const big = v.getBigUint64(at, true);
+  if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed(`${field} ${big} above 2^53`, type, { field });
+  return Number(big);
+}
+
+/** Decode a mirror message; throws "message-malformed" for an unknown type or a bad layout. */
+export function decodeMirror(msg: Message): MirrorMessage {
+  const { type, body } = msg;
+  if (!isMirrorType(type)) throw malformed("not a mirror message type", type);
+  if (body.byteLength < MIRROR_HEADER_SIZE) {
+    throw malformed(
+      `body of ${body.byteLength} bytes is shorter than the ${MIRROR_HEADER_SIZE}-byte header`,
+      type,
+    );
+  }
+  const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const checkpoint = safe(v, 0, "checkpoint", type);
+  const streamCode = v.getUint8(8);
+  if (v.getUint8(9) !== 0 || v.getUint8(10) !== 0 || v.getUint8(11) !== 0)
+    throw malformed("reserved bytes not zero", type);
+  const conn = v.getUint32(12, true);
+  const offset = safe(v, 16, "offset", type);
+  const bytes = body.subarray(MIRROR_HEADER_SIZE);
+  if (type !== MessageType.mirrorOutput && streamCode !== 0)
+    throw malformed(`stream ${streamCode} on a connection event`, type);
+  if (type !== MessageType.mirrorInput && type !== MessageType.mirrorOutput && bytes.byteLength !== 0) {
+    throw malformed(`${bytes.byteLength} trailing bytes`, type);
+  }
+  switch (type) {
+    case MessageType.mirrorOpen:
+      if (offset !== 0) throw malformed("open with a non-zero offset", type);
+      return { kind: "open", checkpoint, conn };
+    case MessageType.mirrorInput:
+      return { kind: "input", checkpoint, conn, offset, bytes };
+    case MessageType.mirrorEof:
+      return { kind: "eof", checkpoint, conn, offset };
+    case MessageType.mirrorShutdown:
+      return { kind: "shutdown", checkpoint, conn, offset };
+    case MessageType.mirrorClose:
+      return { kind: "close", checkpoint, conn, offset };
+    default: {
+      let stream: MirrorStream;
+      if (streamCode === 0) stream = { kind: "conn", id: conn };
+      else if (streamCode === 1 || streamCode === 2) {
+        if (conn !== 0) throw malformed("stdout/stderr output with a connection id", type);
+        stream = { kind: streamCode === 1 ? "stdout" : "stderr" };
+      } else throw malformed(`unknown stream ${streamCode}`, type);
+      return { kind: "output", checkpoint, stream, offset, bytes };
+    }
+  }
+}
