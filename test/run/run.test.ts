@@ -1,7 +1,7 @@
 // `colo run` as a real child process: flags, exit statuses, and the kv guest under redis-cli and
 // redis-benchmark (Debian redis-tools) on a free loopback port.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -65,21 +65,38 @@ test("a missing or invalid module exits 1", async () => {
   }
 });
 
+/** `colo run compute.wasm -- ARGS` to its end. */
+const compute = (args: string) => finish([COMPUTE, "--service", LOOPBACK_ANY, "--", ...args.split(" ")]);
+
+/** The compute guest's stdout under Node's own WASI implementation: an independent oracle. */
+async function computeUnderNodeWasi(args: string): Promise<{ status: number; stdout: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "colo-oracle-"));
+  const outPath = join(dir, "stdout");
+  const fd = openSync(outPath, "w");
+  try {
+    process.removeAllListeners("warning"); // node:wasi's ExperimentalWarning
+    const { WASI } = await import("node:wasi");
+    const wasi = new WASI({
+      version: "preview1",
+      args: ["compute.wasm", ...args.split(" ")],
+      stdout: fd,
+      returnOnExit: true,
+    });
+    const instance = await WebAssembly.instantiate(
+      await WebAssembly.compile(readFileSync(COMPUTE)),
+      wasi.getImportObject() as WebAssembly.Imports,
+    );
+    const status = wasi.start(instance);
+    return { status, stdout: readFileSync(outPath, "utf8") };
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 test("the compute guest's output and exit status pass through", async () => {
-  const r = await finish([
-    COMPUTE,
-    "--service",
-    LOOPBACK_ANY,
-    "--",
-    "--mem-mib",
-    "2",
-    "--ws-mib",
-    "1",
-    "--rounds",
-    "3",
-    "--exit-code",
-    "7",
-  ]);
+  const args = "--mem-mib 2 --ws-mib 1 --rounds 3 --exit-code 7";
+  const r = await compute(args);
   assert.equal(r.status, 7, r.stderr);
   // π(2^20) = 82025: the sieve ran over the 1 MiB working set.
   const lines = r.stdout.trim().split("\n");
@@ -88,25 +105,15 @@ test("the compute guest's output and exit status pass through", async () => {
     lines.slice(1).map((l) => l.replace(/ sum \d+$/, "")),
     ["round 1 primes 82025", "round 2 primes 82025", "round 3 primes 82025"],
   );
-  const bad = await finish([COMPUTE, "--service", LOOPBACK_ANY, "--", "--bogus"]);
+  const oracle = await computeUnderNodeWasi(args);
+  assert.deepEqual({ status: r.status, stdout: r.stdout }, oracle, "same as under node:wasi");
+  const bad = await compute("--bogus");
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /compute: unknown argument '--bogus'/);
 });
 
 test("a trapping guest exits 1 with a message", async () => {
-  const r = await finish([
-    COMPUTE,
-    "--service",
-    LOOPBACK_ANY,
-    "--",
-    "--mem-mib",
-    "1",
-    "--ws-mib",
-    "1",
-    "--rounds",
-    "1",
-    "--trap",
-  ]);
+  const r = await compute("--mem-mib 1 --ws-mib 1 --rounds 1 --trap");
   assert.equal(r.status, 1);
   assert.match(r.stderr, /colo run: guest trapped/);
   assert.match(r.stdout, /round 1 primes/);
