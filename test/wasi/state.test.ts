@@ -1,0 +1,334 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { E, FDFLAGS, OFLAGS, RIGHTS_FILE } from "../../src/guest/wasi/abi.ts";
+import { WasiHostError } from "../../src/guest/wasi/errors.ts";
+import { STATE_MAGIC, STATE_VERSION } from "../../src/guest/wasi/state-codec.ts";
+import { makeHost } from "./fake-env.ts";
+
+type H = ReturnType<typeof makeHost>;
+
+type Op =
+  | { k: "open" }
+  | { k: "data"; c: number; len: number; seed: number }
+  | { k: "eof"; c: number }
+  | { k: "accept" }
+  | { k: "recv"; fd: number; len: number; peek: boolean }
+  | { k: "send"; fd: number; len: number }
+  | { k: "shutdown"; fd: number; how: number }
+  | { k: "close"; fd: number }
+  | { k: "stdout"; len: number }
+  | { k: "create"; name: string }
+  | { k: "write"; fd: number; pos: number; len: number; seed: number }
+  | { k: "trunc"; fd: number; size: number }
+  | { k: "read"; fd: number; pos: number; len: number }
+  | { k: "mkdir"; name: string }
+  | { k: "unlink"; name: string }
+  | { k: "rename"; a: string; b: string }
+  | { k: "tick"; ns: number }
+  | { k: "clock" };
+
+const name = fc.constantFrom("a", "b", "d/x", "d", "d/y");
+/** 0..9 pick one of the fds the test opened (see fdOf); 10..15 are raw fds 0..5. */
+const fd = fc.integer({ min: 0, max: 15 });
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.constant<Op>({ k: "open" }),
+  fc.record({
+    k: fc.constant("data" as const),
+    c: fc.nat(4),
+    len: fc.integer({ min: 0, max: 300 }),
+    seed: fc.nat(255),
+  }),
+  fc.record({ k: fc.constant("eof" as const), c: fc.nat(4) }),
+  fc.constant<Op>({ k: "accept" }),
+  fc.record({
+    k: fc.constant("recv" as const),
+    fd,
+    len: fc.integer({ min: 0, max: 200 }),
+    peek: fc.boolean(),
+  }),
+  fc.record({ k: fc.constant("send" as const), fd, len: fc.integer({ min: 0, max: 100 }) }),
+  fc.record({ k: fc.constant("shutdown" as const), fd, how: fc.integer({ min: 1, max: 3 }) }),
+  fc.record({ k: fc.constant("close" as const), fd }),
+  fc.record({ k: fc.constant("stdout" as const), len: fc.integer({ min: 0, max: 50 }) }),
+  fc.record({ k: fc.constant("create" as const), name }),
+  fc.record({
+    k: fc.constant("write" as const),
+    fd,
+    pos: fc.integer({ min: 0, max: 20000 }),
+    len: fc.integer({ min: 0, max: 9000 }),
+    seed: fc.nat(255),
+  }),
+  fc.record({ k: fc.constant("trunc" as const), fd, size: fc.integer({ min: 0, max: 20000 }) }),
+  fc.record({
+    k: fc.constant("read" as const),
+    fd,
+    pos: fc.integer({ min: 0, max: 20000 }),
+    len: fc.nat(9000),
+  }),
+  fc.record({ k: fc.constant("mkdir" as const), name }),
+  fc.record({ k: fc.constant("unlink" as const), name }),
+  fc.record({ k: fc.constant("rename" as const), a: name, b: name }),
+  fc.record({ k: fc.constant("tick" as const), ns: fc.nat(1_000_000) }),
+  fc.constant<Op>({ k: "clock" }),
+);
+
+/** Test-side bookkeeping of the plug: connection ids opened so far and their input offsets. */
+interface Plug {
+  next: number;
+  offsets: number[];
+  /** fds returned by successful creates and accepts. */
+  fds: number[];
+}
+
+function fdOf(plug: Plug, n: number): number {
+  if (n >= 10 || plug.fds.length === 0) return n % 10;
+  return plug.fds[n % plug.fds.length]!;
+}
+
+const clonePlug = (p: Plug): Plug => ({ next: p.next, offsets: [...p.offsets], fds: [...p.fds] });
+
+function newHost(): H {
+  const h = makeHost();
+  h.call("fd_fdstat_set_flags", 3, FDFLAGS.NONBLOCK); // accept never blocks in these tests
+  return h;
+}
+
+const BUF = 20000;
+
+/** Run one op; returns an observable record (errno, bytes seen, outputs emitted). */
+function run(h: H, plug: Plug, op: Op): unknown {
+  const { env, call, host } = h;
+  const outBefore = env.out.length;
+  const bytesOf = (len: number, seed: number) =>
+    Uint8Array.from({ length: len }, (_, i) => (seed + i * 7) & 0xff);
+  let r: unknown;
+  const opened = (errno: number) => {
+    if (errno === E.SUCCESS) plug.fds.push(env.u32(8));
+    return [errno, env.u32(8)];
+  };
+  try {
+    switch (op.k) {
+      case "open":
+        plug.offsets.push(0);
+        r = host.deliver({ kind: "open", conn: plug.next++ });
+        break;
+      case "data": {
+        if (plug.offsets.length === 0) return "none";
+        const c = op.c % plug.offsets.length;
+        r = host.deliver({
+          kind: "data",
+          conn: c,
+          offset: plug.offsets[c]!,
+          bytes: bytesOf(op.len, op.seed),
+        });
+        plug.offsets[c]! += op.len;
+        break;
+      }
+      case "eof":
+        if (plug.offsets.length === 0) return "none";
+        r = host.deliver({ kind: "eof", conn: op.c % plug.offsets.length });
+        break;
+      case "accept":
+        r = opened(call("sock_accept", 3, FDFLAGS.NONBLOCK, 8));
+        break;
+      case "recv":
+        env.iovs(0, [[BUF, op.len]]);
+        r = call("sock_recv", fdOf(plug, op.fd), 0, 1, op.peek ? 1 : 0, 16, 20);
+        r = [r, env.get(BUF, env.u32(16))];
+        break;
+      case "send":
+        env.iovs(0, [[BUF, op.len]]);
+        r = call("sock_send", fdOf(plug, op.fd), 0, 1, 0, 16);
+        break;
+      case "shutdown":
+        r = call("sock_shutdown", fdOf(plug, op.fd), op.how);
+        break;
+      case "close":
+        r = fdOf(plug, op.fd) === 3 ? "skip" : call("fd_close", fdOf(plug, op.fd));
+        break;
+      case "stdout":
+        env.iovs(0, [[BUF, op.len]]);
+        r = call("fd_write", 1, 0, 1, 16);
+        break;
+      case "create": {
+        const len = env.put(30000, op.name);
+        r = opened(call("path_open", 4, 0, 30000, len, OFLAGS.CREAT, RIGHTS_FILE, RIGHTS_FILE, 0, 8));
+        break;
+      }
+      case "write":
+        env.u8().fill(op.seed, BUF, BUF + op.len);
+        env.iovs(0, [[BUF, op.len]]);
+        r = call("fd_pwrite", fdOf(plug, op.fd), 0, 1, BigInt(op.pos), 16);
+        break;
+      case "trunc":
+        r = call("fd_filestat_set_size", fdOf(plug, op.fd), BigInt(op.size));
+        break;
+      case "read":
+        env.iovs(0, [[BUF, op.len]]);
+        r = call("fd_pread", fdOf(plug, op.fd), 0, 1, BigInt(op.pos), 16);
+        r = [r, env.get(BUF, env.u32(16))];
+        break;
+      case "mkdir":
+        r = call("path_create_directory", 4, 30000, env.put(30000, op.name));
+        break;
+      case "unlink":
+        r = call("path_unlink_file", 4, 30000, env.put(30000, op.name));
+        break;
+      case "rename": {
+        const la = env.put(30000, op.a);
+        const lb = env.put(30100, op.b);
+        r = call("path_rename", 4, 30000, la, 4, 30100, lb);
+        break;
+      }
+      case "tick":
+        env.mono += BigInt(op.ns);
+        env.real += BigInt(op.ns);
+        r = 0;
+        break;
+      case "clock":
+        r = [call("clock_time_get", 1, 0n, 8), env.u64(8)];
+        break;
+    }
+  } catch (e) {
+    r = e instanceof WasiHostError ? `error ${e.code}` : `threw ${String(e)}`;
+  }
+  return [op.k, r, env.out.slice(outBefore)];
+}
+
+const all = { kind: "all" } as const;
+
+test("state round trip: capture → apply into a fresh host → capture gives the same bytes, and the same behaviour", () => {
+  fc.assert(
+    fc.property(fc.array(opArb, { maxLength: 60 }), fc.array(opArb, { maxLength: 30 }), (pre, post) => {
+      const a = newHost();
+      const plugA: Plug = { next: 0, offsets: [], fds: [] };
+      for (const op of pre) run(a, plugA, op);
+      a.host.onSuspend();
+      const body = a.host.captureState(all);
+      assert.deepEqual(a.host.captureState(all), body, "capture is pure");
+      const b = newHost();
+      b.env.mono = 12345n; // a different raw clock
+      b.host.applyState(body);
+      b.env.u8().set(a.env.u8()); // guest memory travels with the checkpoint too
+      assert.deepEqual(b.host.captureState(all), body);
+      // continue both and compare everything observable
+      b.env.mono = a.env.mono; // both raw clocks read the same from here on
+      b.env.real = a.env.real;
+      a.host.onResume();
+      b.host.onResume();
+      b.env.out = [];
+      a.env.out = [];
+      const plugB = clonePlug(plugA);
+      const ra = post.map((op) => run(a, plugA, op));
+      const rb = post.map((op) => run(b, plugB, op));
+      assert.deepEqual(rb, ra);
+      a.host.onSuspend();
+      b.host.onSuspend();
+      assert.deepEqual(b.host.captureState(all), a.host.captureState(all));
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test("incremental file blocks: applying the dirty blocks (A ∪ B) over a diverged replica makes it identical", () => {
+  fc.assert(
+    fc.property(
+      fc.array(opArb, { maxLength: 40 }),
+      fc.array(opArb, { maxLength: 30 }),
+      fc.array(opArb, { maxLength: 30 }),
+      (pre, postA, postB) => {
+        const a = newHost();
+        const plug: Plug = { next: 0, offsets: [], fds: [] };
+        for (const op of pre) run(a, plug, op);
+        a.host.onSuspend();
+        const b = newHost();
+        b.host.applyState(a.host.captureState(all));
+        a.host.harvestFsDirty();
+        b.host.harvestFsDirty();
+        // both run on and diverge
+        a.host.onResume();
+        b.host.onResume();
+        const plugA2 = clonePlug(plug);
+        const plugB2 = clonePlug(plug);
+        for (const op of postA) run(a, plugA2, op);
+        for (const op of postB) run(b, plugB2, op);
+        a.host.onSuspend();
+        b.host.onSuspend();
+        const blocks = [...a.host.harvestFsDirty(), ...b.host.harvestFsDirty()];
+        b.host.applyState(a.host.captureState({ kind: "some", blocks }));
+        assert.deepEqual(b.host.captureState(all), a.host.captureState(all));
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+test("applyState rejects every truncation and many corruptions with a typed error, changing nothing", () => {
+  const a = newHost();
+  const plug: Plug = { next: 0, offsets: [], fds: [] };
+  for (const op of [
+    { k: "open" },
+    { k: "data", c: 0, len: 10, seed: 1 },
+    { k: "accept" },
+    { k: "create", name: "a" },
+    { k: "write", fd: 6, pos: 5000, len: 100, seed: 3 },
+    { k: "mkdir", name: "d" },
+    { k: "stdout", len: 5 },
+  ] as Op[])
+    run(a, plug, op);
+  a.host.onSuspend();
+  const body = a.host.captureState(all);
+  const victim = makeHost();
+  const before = victim.host.captureState(all);
+  const rejects = (bad: Uint8Array, what: string) => {
+    assert.throws(
+      () => victim.host.applyState(bad),
+      (e) => e instanceof WasiHostError && e.code === "state-invalid" && typeof e.details.offset === "number",
+      what,
+    );
+  };
+  for (let n = 0; n < body.length; n++) rejects(body.subarray(0, n), `truncated to ${n}`);
+  const longer = new Uint8Array(body.length + 1);
+  longer.set(body);
+  rejects(longer, "trailing byte");
+  const dv = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const bad1 = body.slice();
+  dv(bad1).setUint32(0, STATE_MAGIC + 1, true);
+  rejects(bad1, "magic");
+  const bad2 = body.slice();
+  dv(bad2).setUint32(4, STATE_VERSION + 1, true);
+  rejects(bad2, "version");
+  // flip single bytes: either rejected with state-invalid, or accepted (a valid state); never another error
+  let rejected = 0;
+  for (let i = 8; i < body.length; i += 3) {
+    const bad = body.slice();
+    bad[i] = bad[i]! ^ 0xff;
+    try {
+      const probe = makeHost();
+      probe.host.applyState(bad);
+      probe.host.captureState(all); // an accepted state must be usable
+    } catch (e) {
+      assert.ok(e instanceof WasiHostError && e.code === "state-invalid", `byte ${i}: ${String(e)}`);
+      rejected++;
+    }
+  }
+  assert.ok(rejected > 0);
+  assert.deepEqual(victim.host.captureState(all), before);
+});
+
+test("a state with queued input and a pending accept behaves the same after apply", () => {
+  const a = newHost();
+  a.host.deliver({ kind: "open", conn: 5 });
+  a.host.deliver({ kind: "data", conn: 5, offset: 0, bytes: new Uint8Array([1, 2, 3]) });
+  a.host.deliver({ kind: "data", conn: 5, offset: 3, bytes: new Uint8Array([4]) });
+  a.host.onSuspend();
+  const b = newHost();
+  b.host.applyState(a.host.captureState(all));
+  assert.equal(b.call("sock_accept", 3, 0, 8), E.SUCCESS);
+  b.env.iovs(0, [[100, 10]]);
+  assert.equal(b.call("sock_recv", b.env.u32(8), 0, 1, 0, 16, 20), E.SUCCESS);
+  assert.equal(b.env.u32(16), 3);
+  // the plug continues at the offset the host expects
+  assert.equal(b.host.deliver({ kind: "data", conn: 5, offset: 4, bytes: new Uint8Array([5]) }), 2);
+});
