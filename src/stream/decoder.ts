@@ -572,7 +572,11 @@ export class StreamDecoder {
       throw new StreamError("order", reason, { offset, layer, type });
     };
     if (this.phase === "after-end" && !(layer === "libxl" && type === LIBXL.MIGRATION_GO)) {
-      bad("only MIGRATION_GO may follow the libxl END record");
+      throw new StreamError("trailing-data", "only MIGRATION_GO may follow the libxl END record", {
+        offset,
+        layer,
+        type,
+      });
     }
     if (layer !== "libxl" || this.phase === "back-channel") return;
     if (type === LIBXL.LIBXC_CONTEXT && this.libxcStarted) bad("a second LIBXC_CONTEXT");
