@@ -28,6 +28,36 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
     summary: "run a wasm32-wasi guest in the foreground, fd 3 served on the service address",
     load: () => import("./run.ts"),
   },
+  {
+    name: "list",
+    usage: "colo list [--json]",
+    summary: "list this user's named guests on this host",
+    load: () => import("./list.ts"),
+  },
+  {
+    name: "save",
+    usage: "colo save NAME FILE [--force]",
+    summary: "stop guest NAME and write its whole state to FILE",
+    load: () => import("./save.ts"),
+  },
+  {
+    name: "restore",
+    usage: "colo restore FILE [--name NAME] [--service HOST:PORT]",
+    summary: "continue a saved guest where it stopped",
+    load: () => import("./restore.ts"),
+  },
+  {
+    name: "migrate",
+    usage: "colo migrate NAME HOST:PORT [--psk-file F]",
+    summary: "live-migrate guest NAME to a colo receive",
+    load: () => import("./migrate.ts"),
+  },
+  {
+    name: "receive",
+    usage: "colo receive --listen HOST:PORT [--service HOST:PORT] [--psk-file F]",
+    summary: "accept one live migration and run the guest here",
+    load: () => import("./receive.ts"),
+  },
 ];
 
 export function usage(): string {

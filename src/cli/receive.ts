@@ -1,0 +1,131 @@
+/** `colo receive --listen HOST:PORT [--service HOST:PORT] [--name NAME]`: accept one migration. */
+import { parseArgs } from "node:util";
+import type { Domain } from "../guest/domain.ts";
+import { channelSink, channelSource } from "../save/channel.ts";
+import { receiveMigration } from "../save/migrate.ts";
+import { failure, serveRestored, usageError, wasmRestoreTarget } from "./control.ts";
+import { formatServiceAddress, parseServiceAddress, ServicePlug } from "./service.ts";
+
+export const USAGE = `usage: colo receive --listen HOST:PORT [--service HOST:PORT] [--name NAME] [--psk-file FILE]
+
+Wait for one \`colo migrate\` on HOST:PORT (loopback unless --listen-any), receive the guest, and
+run it here in the foreground like colo run. The guest starts only once the whole stream has
+arrived and the source has said GO; a connection that fails earlier leaves nothing running.
+Connections are TLS with a pre-shared key (--psk-file, or $COLO_PSK / $COLO_PSK_FILE); any other
+peer is refused. Prints "colo receive: listening on HOST:PORT" once listening.
+
+options:
+  --listen HOST:PORT   migration address (port 0 picks one)
+  --service HOST:PORT  client-facing address of the guest's fd 3 (default 127.0.0.1:6379)
+  --name NAME          control the received guest by name (colo list / save / migrate)
+  --psk-file FILE      pre-shared key file
+  --listen-any         allow a non-loopback --listen address
+  --insecure-no-tls    plain TCP, no authentication (tests only)
+  -h, --help           this help
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        listen: { type: "string" },
+        service: { type: "string" },
+        name: { type: "string" },
+        "psk-file": { type: "string" },
+        "listen-any": { type: "boolean" },
+        "insecure-no-tls": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    return usageError("colo receive", (e as Error).message, USAGE);
+  }
+  if (values.help === true) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const listenAt = typeof values.listen === "string" ? parseServiceAddress(values.listen) : undefined;
+  if (listenAt === undefined) return usageError("colo receive", "--listen HOST:PORT is required", USAGE);
+  const serviceText = typeof values.service === "string" ? values.service : "127.0.0.1:6379";
+  const service = parseServiceAddress(serviceText);
+  if (service === undefined)
+    return usageError("colo receive", `--service '${serviceText}' is not HOST:PORT`, USAGE);
+  const name = typeof values.name === "string" ? values.name : undefined;
+
+  const { listen } = await import("../transport/connect.ts");
+  const { securityFromOptions } = await import("../transport/security.ts");
+  let plug: ServicePlug | undefined;
+  let bound = "";
+  let done: (v: { domain: Domain } | { error: unknown }) => void = () => {};
+  const outcome = new Promise<{ domain: Domain } | { error: unknown }>((r) => {
+    done = r;
+  });
+  let busy = false;
+  let listener: Awaited<ReturnType<typeof listen>>;
+  try {
+    listener = await listen(
+      {
+        host: listenAt.host,
+        port: listenAt.port,
+        allowNonLoopback: values["listen-any"] === true,
+        security: securityFromOptions({
+          pskFile: typeof values["psk-file"] === "string" ? values["psk-file"] : undefined,
+          insecure: values["insecure-no-tls"] === true,
+        }),
+        role: "target",
+        expect: { roles: ["source"], kinds: ["migration"] },
+      },
+      (conn) => {
+        if (busy) {
+          conn.channel.destroy();
+          return;
+        }
+        busy = true;
+        const ch = conn.channel;
+        receiveMigration(
+          { source: channelSource(ch), back: channelSink(ch) },
+          {
+            createTarget: wasmRestoreTarget,
+            // Bind the service before saying RECEIVED: if it cannot be bound, the source keeps the guest.
+            onReceived: async (domain) => {
+              plug = new ServicePlug(domain as unknown as ConstructorParameters<typeof ServicePlug>[0]);
+              bound = formatServiceAddress(await plug.listen(service));
+            },
+          },
+        ).then(
+          (domain) => done({ domain }),
+          (error: unknown) => {
+            ch.destroy();
+            void plug?.close();
+            plug = undefined;
+            busy = false;
+            process.stderr.write(
+              `colo receive: migration failed: ${(error as Error).message}; still listening\n`,
+            );
+          },
+        );
+      },
+    );
+  } catch (e) {
+    return failure("colo receive", e);
+  }
+  listener.onRefused((info) =>
+    process.stderr.write(`colo receive: refused ${info.remote}: ${info.error.message}\n`),
+  );
+  process.stderr.write(
+    `colo receive: listening on ${formatServiceAddress({ host: listener.host, port: listener.port })}\n`,
+  );
+  const onInt = (): void => done({ error: new Error("interrupted") });
+  process.once("SIGINT", onInt);
+  process.once("SIGTERM", onInt);
+  const got = await outcome;
+  process.off("SIGINT", onInt);
+  process.off("SIGTERM", onInt);
+  await listener.close();
+  if ("error" in got) return failure("colo receive", got.error);
+  process.stderr.write(`colo receive: guest received; service on ${bound}\n`);
+  const domain = got.domain as Domain & { whenStopped(): Promise<void> };
+  return serveRestored(domain, { name, plug: plug!, service: bound, prefix: "colo receive" });
+}

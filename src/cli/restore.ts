@@ -1,0 +1,77 @@
+/** `colo restore FILE [--name NAME] [--service HOST:PORT]`: continue a saved guest. */
+import { parseArgs } from "node:util";
+import { fileSource } from "../save/files.ts";
+import { restoreFromSource } from "../save/restore.ts";
+import { failure, serveRestored, usageError, wasmRestoreTarget } from "./control.ts";
+import { formatServiceAddress, parseServiceAddress, ServicePlug } from "./service.ts";
+
+export const USAGE = `usage: colo restore FILE [--name NAME] [--service HOST:PORT]
+
+Restore a guest saved by \`colo save\` and continue it exactly where it stopped (memory, guest
+context, WASI host state, files; its clocks do not go back). Clients reconnect: connections open
+at save time are gone. The stream is read whole and checked (module identity included) before
+the guest runs; a truncated or corrupted file is refused. Runs in the foreground like colo run.
+
+options:
+  --name NAME          control the guest by name (colo list / save / migrate)
+  --service HOST:PORT  client-facing address of the guest's fd 3 (default 127.0.0.1:6379)
+  -h, --help           this help
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  let values: { name?: string; service?: string; help?: boolean };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        name: { type: "string" },
+        service: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    return usageError("colo restore", (e as Error).message, USAGE);
+  }
+  if (values.help === true) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const [file, extra] = positionals;
+  if (file === undefined || extra !== undefined) return usageError("colo restore", "expected FILE", USAGE);
+  const service = parseServiceAddress(values.service ?? "127.0.0.1:6379");
+  if (service === undefined)
+    return usageError("colo restore", `--service '${values.service}' is not HOST:PORT`, USAGE);
+  let source: ReturnType<typeof fileSource>;
+  try {
+    source = fileSource(file);
+  } catch (e) {
+    return failure("colo restore", e);
+  }
+  let seed: Awaited<ReturnType<typeof restoreFromSource>>;
+  try {
+    seed = await restoreFromSource(source, { createTarget: wasmRestoreTarget });
+  } catch (e) {
+    return failure("colo restore", e);
+  } finally {
+    source.close();
+  }
+  const domain = seed.domain as Awaited<ReturnType<typeof wasmRestoreTarget>> & {
+    whenStopped(): Promise<void>;
+  };
+  const plug = new ServicePlug(domain as unknown as ConstructorParameters<typeof ServicePlug>[0]);
+  let bound: string;
+  try {
+    bound = formatServiceAddress(await plug.listen(service));
+  } catch (e) {
+    await plug.close();
+    await domain.destroy();
+    return failure(
+      "colo restore",
+      new Error(`cannot listen on ${formatServiceAddress(service)}: ${(e as Error).message}`),
+    );
+  }
+  process.stderr.write(`colo restore: service on ${bound}\n`);
+  return serveRestored(domain, { name: values.name, plug, service: bound, prefix: "colo restore" });
+}
