@@ -31,7 +31,8 @@ export type MirrorInput =
       readonly offset: number;
       readonly bytes: Uint8Array;
     }
-  | { readonly kind: "eof"; readonly seq: number; readonly conn: ConnId };
+  /** The client closed its sending side after `offset` input bytes. */
+  | { readonly kind: "eof"; readonly seq: number; readonly conn: ConnId; readonly offset: number };
 
 /** S → P: one SVM output event, in the order the SVM produced it. */
 export type MirrorOutput =
@@ -43,8 +44,13 @@ export type MirrorOutput =
       readonly offset: number;
       readonly bytes: Uint8Array;
     }
-  | { readonly kind: "shutdown"; readonly seq: number; readonly conn: ConnId }
-  | { readonly kind: "close"; readonly seq: number; readonly conn: ConnId };
+  /**
+   * The SVM shut down / closed a connection. `offset`: the SVM's output offset on it as the
+   * secondary saw it (informational: the primary places the marker by its own count of the SVM's
+   * bytes, which stays exact across checkpoints).
+   */
+  | { readonly kind: "shutdown"; readonly seq: number; readonly conn: ConnId; readonly offset: number }
+  | { readonly kind: "close"; readonly seq: number; readonly conn: ConnId; readonly offset: number };
 
 /** One end of a message link: sends `Out`, receives `In`. */
 export interface MirrorEnd<Out, In> {

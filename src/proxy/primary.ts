@@ -34,7 +34,7 @@ import type { GuestEnd } from "../guest/domain.ts";
 import type { ConnId, GuestPort, OutputStream, PortInput, PortOutput } from "../guest/port.ts";
 import { type CompareMode, type Mismatch, type Step, StreamCompare, type StreamMark } from "./compare.ts";
 import { ProxyError } from "./errors.ts";
-import { type MirrorOutput, messageWeight, type PrimaryMirrorEnd } from "./link.ts";
+import { type MirrorInput, type MirrorOutput, messageWeight, type PrimaryMirrorEnd } from "./link.ts";
 import { DIVERGENCE_KINDS, type DivergenceKind, type PrimaryProxyMetrics } from "./metrics.ts";
 
 export type ProxyMode = "colo" | "remus" | "unprotected";
@@ -545,7 +545,12 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       }
     }
     if (this.#mode === "colo" && this.#link !== undefined) {
-      const ok = this.#link.send({ ...event, seq: this.#seq });
+      // After an eof no more data is queued for the connection, so inOff is the eof's offset.
+      const message: MirrorInput =
+        event.kind === "eof"
+          ? { ...event, seq: this.#seq, offset: conn.inOff }
+          : { ...event, seq: this.#seq };
+      const ok = this.#link.send(message);
       if (event.kind === "data") this.#bytesMirrored += event.bytes.byteLength;
       if (!ok && !this.#linkBlocked) {
         this.#linkBlocked = true;

@@ -74,6 +74,8 @@ export class SecondaryProxy extends EventEmitter<SecondaryProxyEvents> {
   #buffer: MirrorInput[] = [];
   #bufferBytes = 0;
   readonly #stdioEnd = { stdout: 0, stderr: 0 };
+  /** The SVM's output offset per connection, as last seen (informational; see link.ts). */
+  readonly #outEnd = new Map<ConnId, number>();
   readonly #unsubscribe: (() => void)[];
   #bytesFed = 0;
   #bytesDropped = 0;
@@ -175,6 +177,7 @@ export class SecondaryProxy extends EventEmitter<SecondaryProxyEvents> {
 
   #reset(inputOffsets: ReadonlyMap<ConnId, number>): void {
     this.#conns = new Map();
+    for (const id of this.#outEnd.keys()) if (!inputOffsets.has(id)) this.#outEnd.delete(id);
     for (const [id, offset] of inputOffsets) {
       this.#conns.set(id, { offset, eof: false });
       if (id > this.#maxOpened) this.#maxOpened = id;
@@ -267,8 +270,14 @@ export class SecondaryProxy extends EventEmitter<SecondaryProxyEvents> {
             this.#fail("protocol", `eof on connection ${m.conn}, never opened`, { conn: m.conn });
           return;
         }
-        if (conn.eof) {
-          this.#fail("protocol", `second eof on connection ${m.conn}`, { conn: m.conn });
+        if (conn.eof || m.offset !== conn.offset) {
+          this.#fail(
+            "protocol",
+            conn.eof
+              ? `second eof on connection ${m.conn}`
+              : `eof after ${m.offset} input bytes on connection ${m.conn}, expected ${conn.offset}`,
+            { conn: m.conn, offset: m.offset, expected: conn.offset },
+          );
           return;
         }
         conn.eof = true;
@@ -290,15 +299,17 @@ export class SecondaryProxy extends EventEmitter<SecondaryProxyEvents> {
     switch (e.kind) {
       case "data":
         if (e.stream.kind !== "conn") this.#stdioEnd[e.stream.kind] = e.offset + e.bytes.byteLength;
+        else this.#outEnd.set(e.stream.id, e.offset + e.bytes.byteLength);
         this.#bytesSent += e.bytes.byteLength;
         ok = this.#link.send({ kind: "data", seq, stream: e.stream, offset: e.offset, bytes: e.bytes });
         break;
       case "shutdown":
-        ok = this.#link.send({ kind: "shutdown", seq, conn: e.conn });
+        ok = this.#link.send({ kind: "shutdown", seq, conn: e.conn, offset: this.#outEnd.get(e.conn) ?? 0 });
         break;
       case "close":
-        ok = this.#link.send({ kind: "close", seq, conn: e.conn });
+        ok = this.#link.send({ kind: "close", seq, conn: e.conn, offset: this.#outEnd.get(e.conn) ?? 0 });
         this.#conns.delete(e.conn);
+        this.#outEnd.delete(e.conn);
         break;
       case "drained":
         return;

@@ -4,18 +4,7 @@
  */
 import net from "node:net";
 import type { ConnId, GuestPort, OutputStream, PortInput, PortOutput } from "../../src/guest/port.ts";
-
-/** mulberry32: a small seeded PRNG, so chunkings are reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "../stream/fuzz.ts";
 
 interface FakeConn {
   inOff: number;
