@@ -47,6 +47,12 @@ export {
 export * from "./records/colo.ts";
 export * from "./records/libxc.ts";
 export * from "./records/libxl.ts";
-export { type PageData, pageData, pageTypeHasData, pageTypeInvalid } from "./records/page-data.ts";
+export {
+  forEachPageRun,
+  type PageData,
+  pageData,
+  pageTypeHasData,
+  pageTypeInvalid,
+} from "./records/page-data.ts";
 export * from "./records/x86.ts";
 export { codecFor, LIBXC_CODECS, LIBXL_CODECS, type RecordValue } from "./registry.ts";

@@ -75,7 +75,7 @@ test("round trip: PAGE_DATA gather list vs the oracle's bytes, decode gives the 
           pages,
         );
         assert.equal(parts.length, 1 + pages.length, "gather list: header part + page views");
-        pages.forEach((p, i) => assert.equal(parts[i + 1], p, "pages are not copied"));
+        for (let i = 0; i < pages.length; i++) assert.equal(parts[i + 1], pages[i], "pages are not copied");
         const wire = concat(parts);
         const oracle = bytes(
           rec(

@@ -122,3 +122,34 @@ export const pageData: BodyCodec<PageData> = {
 
 /** Saver-side batch limit, exported beside the codec for engines. */
 export { MAX_BATCH_SIZE };
+
+/**
+ * Calls `apply(firstPfn, bytes)` once per run of consecutive pfns that carry data, with `bytes` a
+ * view of the run's pages (run length × 4096) in the record body: one copy per run instead of
+ * one per page. Entries without data (BROKEN, XALLOC, XTAB) end a run and are not reported.
+ */
+export function forEachPageRun(v: PageData, apply: (firstPfn: number, bytes: Uint8Array) => void): void {
+  let dataIndex = 0;
+  let runPfn = -1;
+  let runStart = 0;
+  let runLen = 0;
+  for (let i = 0; i < v.count; i++) {
+    const type = v.types[i]!;
+    const pfn = v.pfns[i]!;
+    if (!pageTypeHasData(type)) {
+      if (runLen > 0) apply(runPfn, v.pages.subarray(runStart * 4096, (runStart + runLen) * 4096));
+      runLen = 0;
+      continue;
+    }
+    if (runLen > 0 && pfn === runPfn + runLen) {
+      runLen++;
+    } else {
+      if (runLen > 0) apply(runPfn, v.pages.subarray(runStart * 4096, (runStart + runLen) * 4096));
+      runPfn = pfn;
+      runStart = dataIndex;
+      runLen = 1;
+    }
+    dataIndex++;
+  }
+  if (runLen > 0) apply(runPfn, v.pages.subarray(runStart * 4096, (runStart + runLen) * 4096));
+}
