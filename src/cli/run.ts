@@ -36,7 +36,7 @@ options:
   --dir GUEST=HOST     preopen directory GUEST (absolute, e.g. /data), seeded from host
                        directory HOST at start and written back to it when the guest exits
   --env KEY=VALUE      guest environment variable (the host environment is not passed)
-  --name NAME          a name for this guest (used by later colo commands)
+  --name NAME          control the guest by name (colo list / save / migrate)
   -- ARGS…             the guest's arguments (argv[0] is GUEST.wasm's file name)
   -h, --help           this help
 `;
