@@ -20,6 +20,7 @@ export {
   type PrimaryProxyMetrics,
   type SecondaryProxyMetrics,
 } from "./metrics.ts";
+export { type MirrorChannelOptions, primaryMirrorChannel, secondaryMirrorChannel } from "./mirror-channel.ts";
 export {
   type CheckpointNeeded,
   DEFAULTS,

@@ -529,6 +529,9 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     if (this.#pendingHead === this.#pending.length) {
       this.#pending = [];
       this.#pendingHead = 0;
+    } else if (this.#pendingHead > 1024 && this.#pendingHead * 2 > this.#pending.length) {
+      this.#pending = this.#pending.slice(this.#pendingHead);
+      this.#pendingHead = 0;
     }
     this.#refreshGlobal();
   }

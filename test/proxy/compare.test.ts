@@ -139,7 +139,7 @@ test("pass: released at once; switching colo → pass releases what is held", ()
   assert.equal(str(c.pushPvm(enc("!")).released), "!");
 });
 
-test("property: released bytes are exactly the longest common prefix, for any streams and chunkings", () => {
+test("property: released bytes are exactly the longest common prefix, for any streams and chunkings, until a checkpoint releases the rest", () => {
   const stream = fc.oneof(
     fc.uint8Array({ maxLength: 40 }),
     // Mostly-equal pairs are the interesting case: derive b from a with a small edit.
@@ -180,6 +180,10 @@ test("property: released bytes are exactly the longest common prefix, for any st
         const differ = expected < Math.min(a.byteLength, b.byteLength);
         assert.deepEqual(mismatches, differ ? [expected] : []);
         assert.equal(c.heldBytes, a.byteLength - expected);
+        // A checkpoint makes the PVM's output the truth: the rest of it, and then comparison afresh.
+        assert.deepEqual(cat([r, ...c.resync()]), a);
+        assert.equal(c.svmEnd, a.byteLength);
+        assert.equal(str(c.pushSvm(enc("k")).released) + str(c.pushPvm(enc("k")).released), "k");
       },
     ),
     { numRuns: 500 },

@@ -318,3 +318,20 @@ test("takeover: the secondary's port served by a new unprotected primary, ids co
   await taken.close();
   await r.close();
 });
+
+test("a PVM whose host queue is over its bound pauses that client until the port says drained", async (t) => {
+  const r = await rig(t, { primary: { portQueueBound: 1024 } });
+  const c = await r.client();
+  r.pvm.hold();
+  r.svm.hold();
+  const total = 1 << 20;
+  c.write(Buffer.alloc(total, 0x62));
+  await until(() => r.primary.metrics().inputPauses > 0, "client paused on the PVM's queue");
+  await settle(30);
+  assert.ok(r.primary.metrics().bytesIn < total, `bytesIn ${r.primary.metrics().bytesIn}`);
+  r.pvm.release();
+  r.svm.release();
+  await c.until(() => c.received.byteLength === total, "all echoed after drained", 20_000);
+  assert.deepEqual(r.divergences, []);
+  await r.close();
+});
