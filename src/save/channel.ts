@@ -92,8 +92,14 @@ export function channelSink(ch: ChannelLike): ByteSink {
       // channel says its queue is full, so a 4 MiB batch never trips the channel's hard cap.
       let group: Uint8Array[] = [];
       let bytes = 0;
-      for (let i = 0; i <= chunks.length; i++) {
-        const c = chunks[i];
+      const pieces: Uint8Array[] = [];
+      for (const c of chunks) {
+        // a chunk larger than a group (a module, a host state) goes in slices
+        for (let o = 0; o < c.byteLength; o += GROUP)
+          pieces.push(c.subarray(o, Math.min(c.byteLength, o + GROUP)));
+      }
+      for (let i = 0; i <= pieces.length; i++) {
+        const c = pieces[i];
         if (c !== undefined) {
           group.push(c);
           bytes += c.byteLength;
