@@ -424,8 +424,15 @@ export class WasmDomain implements Domain, GuestPort {
   }
 
   async digest(): Promise<Uint8Array> {
+    // A restore target that holds an applied state but never ran (a Remus secondary, a seed not
+    // yet resumed) has a whole state too: digest it like a suspended domain.
+    if (this.#state === "created" && this.#applied) return this.#digestSuspended();
     await this.#checkAsync("digest", "suspended", "exited", "trapped");
-    const ended = this.#state !== "suspended";
+    return this.#digestSuspended();
+  }
+
+  async #digestSuspended(): Promise<Uint8Array> {
+    const ended = this.#state === "exited" || this.#state === "trapped";
     const ctx = ended ? new Uint8Array(0) : await this.#request<Uint8Array>({ op: "captureContext" });
     const hostState = ended
       ? new Uint8Array(0)
