@@ -417,7 +417,9 @@ export async function listen(
   const adopt = options.session === undefined || options.session === "adopt";
   const replay = new ReplayGuard();
   const refusedListeners: ((info: RefusedInfo) => void)[] = [];
-  const pending = new Set<net.Socket>();
+  /** Sockets not yet handed out (in the TLS handshake or the hello), by remote address:port. */
+  const pending = new Map<string, net.Socket>();
+  const keyOf = (s: net.Socket): string => `${s.remoteAddress}:${s.remotePort}:${s.localPort}`;
   const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
 
   const refused = (remote: string, error: TransportError): void => {
@@ -429,13 +431,13 @@ export async function listen(
   };
 
   const onSocket = (socket: net.Socket): void => {
-    pending.add(socket);
+    pending.set(keyOf(socket), socket);
     const remote =
       socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
     if (sec.mode === "cert" && !(socket instanceof tls.TLSSocket && socket.authorized)) {
       const why = socket instanceof tls.TLSSocket ? String(socket.authorizationError) : "no TLS";
       socket.destroy();
-      pending.delete(socket);
+      pending.delete(keyOf(socket));
       refused(remote, new TransportError("auth", `client certificate refused: ${why}`, { details: { why } }));
       return;
     }
@@ -452,12 +454,12 @@ export async function listen(
       timeoutMs,
     }).then(
       ({ local, peer }) => {
-        pending.delete(socket);
+        pending.delete(keyOf(socket));
         log("info", `accepted ${peer.kind} connection from ${peer.role} at ${remote}`);
         onConnection({ channel, local, peer, remote, tls: tlsInfo(socket) });
       },
       (err: TransportError) => {
-        pending.delete(socket);
+        pending.delete(keyOf(socket));
         refused(remote, err);
       },
     );
@@ -477,8 +479,11 @@ export async function listen(
     server = tlsServer;
   }
   server.on("connection", (s: net.Socket) => {
-    pending.add(s);
-    s.once("close", () => pending.delete(s));
+    const key = keyOf(s);
+    pending.set(key, s);
+    s.once("close", () => {
+      if (pending.get(key) === s) pending.delete(key);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) => reject(fromNodeError(err, `listen on ${options.path ?? host}`)));
@@ -503,7 +508,7 @@ export async function listen(
     close() {
       return new Promise((resolve) => {
         server.close();
-        for (const s of pending) s.destroy();
+        for (const s of pending.values()) s.destroy();
         pending.clear();
         setImmediate(resolve);
       });
