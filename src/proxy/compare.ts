@@ -24,6 +24,7 @@
  * Modes: `colo` compares; `hold` (Remus) holds PVM output until `releaseTo` (the checkpoint that
  * covers it is acknowledged); `pass` (unprotected) releases at once.
  */
+import { ProxyError } from "./errors.ts";
 
 export type CompareMode = "colo" | "hold" | "pass";
 export type Side = "pvm" | "svm";
@@ -357,6 +358,15 @@ export class StreamCompare {
     this.#svmClose = this.#pvmClose;
     this.#diverged = undefined;
     return released;
+  }
+
+  /**
+   * Pass mode only: the replica's output offset is `offset` (a proxy plugged into a running
+   * guest learns its offsets from its output). Nothing is held in pass mode, so nothing is lost.
+   */
+  realign(offset: number): void {
+    if (this.#mode !== "pass") throw new ProxyError("bad-state", "realign() is for pass mode only");
+    this.#released = this.#pvmEnd = this.#svmEnd = offset;
   }
 
   /** Switch mode. To `pass`: release everything held. To `hold` or `colo`: start afresh. */

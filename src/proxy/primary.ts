@@ -624,6 +624,8 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
           );
           return;
         }
+        // Unprotected (e.g. after a takeover): learn the guest's offset; nothing is held.
+        t.cmp.realign(event.offset);
       }
       this.#measured(t, () => t.cmp.pushPvm(event.bytes));
       return;

@@ -304,7 +304,8 @@ test("takeover: the secondary's port served by a new unprotected primary, ids co
   await c.until(() => c.text === "BEFORE", "echo");
   // The primary dies; the controller on S takes over.
   await r.primary.close();
-  const taken = r.secondary.takeover();
+  const stdio: string[] = [];
+  const taken = r.secondary.takeover({ stdio: (s, b) => stdio.push(`${s}:${Buffer.from(b).toString()}`) });
   assert.equal(taken.mode, "unprotected");
   assert.equal(taken.nextConnId, 1);
   // The old primary's client is gone: the guest got an eof for it.
@@ -314,6 +315,10 @@ test("takeover: the secondary's port served by a new unprotected primary, ids co
   c2.write("after");
   await c2.until(() => c2.text === "AFTER", "served by the new primary");
   assert.ok(r.svm.conns.has(1));
+  // The guest's stdout offset, unknown to the new proxy, is learned; output goes straight out.
+  r.svm.stdoutOff = 10;
+  r.svm.writeStdout("late");
+  assert.deepEqual(stdio, ["stdout:late"]);
   c2.socket.destroy();
   await taken.close();
   await r.close();
