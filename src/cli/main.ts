@@ -58,6 +58,24 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
     summary: "accept one live migration and run the guest here",
     load: () => import("./receive.ts"),
   },
+  {
+    name: "failover",
+    usage: "colo failover NAME",
+    summary: "tell secondary NAME to take over now",
+    load: () => import("./failover.ts"),
+  },
+  {
+    name: "switchover",
+    usage: "colo switchover NAME",
+    summary: "planned handover: the secondary becomes primary, the primary its secondary",
+    load: () => import("./switchover.ts"),
+  },
+  {
+    name: "protect",
+    usage: "colo protect NAME --secondary HOST:PORT",
+    summary: "join a new secondary to the running unprotected primary NAME",
+    load: () => import("./protect.ts"),
+  },
 ];
 
 export function usage(): string {

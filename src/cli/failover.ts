@@ -1,0 +1,50 @@
+/** `colo failover NAME`: tell the secondary NAME to take over now (manual failover). */
+import { parseArgs } from "node:util";
+import { FAILOVER_OPS } from "../replication/failover.ts";
+import { controlRequest } from "../save/control.ts";
+import { failure, usageError } from "./control.ts";
+
+export const USAGE = `usage: colo failover NAME [--json]
+
+Tell the secondary NAME (a \`colo secondary --name NAME\` on this host) to take over now, as if
+its primary's heartbeat had been lost: its replica continues from the last checkpoint it applied
+(a checkpoint in flight is discarded whole) and it serves clients on its own --service address.
+A fencing hook, if the secondary has one, is still asked first: if it loses, the secondary
+stands down instead. Use it when the primary's host is known dead, or for drills; for a planned
+handover with the primary alive use \`colo switchover\`.
+
+options:
+  --json      print the result as one JSON object
+  -h, --help  this help
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    }));
+  } catch (e) {
+    return usageError("colo failover", (e as Error).message, USAGE);
+  }
+  if (values.help === true) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const [name, extra] = positionals;
+  if (name === undefined || extra !== undefined) return usageError("colo failover", "expected NAME", USAGE);
+  try {
+    const r = (await controlRequest(name, FAILOVER_OPS.failover)) as Record<string, unknown> | null;
+    if (values.json === true) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else
+      process.stdout.write(
+        `${name}: ${String(r?.action ?? "done")}${r?.detail ? ` (${String(r.detail)})` : ""}\n`,
+      );
+    return r?.action === "stand-down" ? 1 : 0;
+  } catch (e) {
+    return failure("colo failover", e);
+  }
+}
