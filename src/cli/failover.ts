@@ -18,7 +18,15 @@ options:
   -h, --help  this help
 `;
 
-export async function run(argv: string[]): Promise<number> {
+/**
+ * Parse `NAME [--json]` (the argument shape of failover and switchover). Returns the exit status
+ * when done already (help printed or a usage error), else the name and the --json flag.
+ */
+export function parseNameArgs(
+  argv: string[],
+  prefix: string,
+  usage: string,
+): number | { name: string; json: boolean } {
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
@@ -28,17 +36,24 @@ export async function run(argv: string[]): Promise<number> {
       options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
     }));
   } catch (e) {
-    return usageError("colo failover", (e as Error).message, USAGE);
+    return usageError(prefix, (e as Error).message, usage);
   }
   if (values.help === true) {
-    process.stdout.write(USAGE);
+    process.stdout.write(usage);
     return 0;
   }
   const [name, extra] = positionals;
-  if (name === undefined || extra !== undefined) return usageError("colo failover", "expected NAME", USAGE);
+  if (name === undefined || extra !== undefined) return usageError(prefix, "expected NAME", usage);
+  return { name, json: values.json === true };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseNameArgs(argv, "colo failover", USAGE);
+  if (typeof args === "number") return args;
+  const { name } = args;
   try {
     const r = (await controlRequest(name, FAILOVER_OPS.failover)) as Record<string, unknown> | null;
-    if (values.json === true) process.stdout.write(`${JSON.stringify(r)}\n`);
+    if (args.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else
       process.stdout.write(
         `${name}: ${String(r?.action ?? "done")}${r?.detail ? ` (${String(r.detail)})` : ""}\n`,

@@ -1,8 +1,8 @@
 /** `colo switchover NAME`: planned handover; the secondary becomes primary, the primary its secondary. */
-import { parseArgs } from "node:util";
 import { FAILOVER_OPS, type SwitchoverReport } from "../replication/failover.ts";
 import { controlRequest } from "../save/control.ts";
-import { failure, usageError } from "./control.ts";
+import { failure } from "./control.ts";
+import { parseNameArgs } from "./failover.ts";
 
 export const USAGE = `usage: colo switchover NAME [--json]
 
@@ -18,26 +18,12 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-    }));
-  } catch (e) {
-    return usageError("colo switchover", (e as Error).message, USAGE);
-  }
-  if (values.help === true) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const [name, extra] = positionals;
-  if (name === undefined || extra !== undefined) return usageError("colo switchover", "expected NAME", USAGE);
+  const args = parseNameArgs(argv, "colo switchover", USAGE);
+  if (typeof args === "number") return args;
+  const { name } = args;
   try {
     const r = (await controlRequest(name, FAILOVER_OPS.switchover)) as SwitchoverReport;
-    if (values.json === true) process.stdout.write(`${JSON.stringify(r)}\n`);
+    if (args.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {
       process.stdout.write(
         `${name}: switched over after checkpoint ${r.finalSeq}; new primary serves on ${r.newPrimaryService ?? "its --service address"}; client gap ${r.gapMs.toFixed(1)} ms\n`,
