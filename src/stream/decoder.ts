@@ -28,6 +28,26 @@
  * within it (do not modify that memory while you use the record), else into a buffer owned by
  * the record — or, with `reuseBuffer`, into a buffer reused by the next spanning record, so use
  * the record before calling `next()` again.
+ *
+ * Streaming PAGE_DATA (`streamPageData: true`, opt-in): instead of one whole record, each
+ * PAGE_DATA record comes out as
+ *
+ *   page-data-begin (header and the whole pfn array validated: count, reserved bits, types,
+ *                    exact length 8 + 8C + 4096N, cap)
+ *   page-data-pages × k (k ≥ 0; each a whole number of pages, in order, no copy)
+ *   page-data-end
+ *
+ * so a record that spans chunks is never assembled: its pages are handed out as views into the
+ * caller's chunks, and the only copy is the caller's own into its destination. A page split
+ * across two chunks is staged in one of two 4 KiB buffers owned by the decoder and handed out
+ * whole. Lifetime rule: a `page-data-pages` view is valid only until the next `write()` (the
+ * staging buffers are reused after that; a view into a chunk is the caller's memory, but the
+ * decoder promises nothing about it either). Nothing of a record is emitted before its pfn array
+ * is valid, so a consumer can check every pfn (e.g. against its memory size) at `page-data-begin`
+ * before it writes a byte. If the input ends mid-record, `end()` throws "truncated" — after some
+ * pages may already have been handed out, so a consumer that writes them as they come must treat
+ * its destination as incomplete until `page-data-end` (Xen's restorer writes pages straight into
+ * a domain that is not started before the stream's end, which is exactly this case).
  */
 
 import type { BodyCodec } from "./codec.ts";
@@ -41,6 +61,8 @@ import {
   LIBXC,
   LIBXL,
   LIBXL_HDR_SIZE,
+  PAGE_DATA_HEADER_SIZE,
+  PAGE_SIZE,
   REC_LENGTH_MAX,
   REC_TYPE_OPTIONAL,
   RECORD_HEADER_SIZE,
@@ -56,6 +78,13 @@ import {
   type XlHeader,
   xlHeader,
 } from "./headers.ts";
+import {
+  dataPfnsOf,
+  type PageEntries,
+  pageData,
+  pageDataCount,
+  pageDataEntries,
+} from "./records/page-data.ts";
 import { codecFor, type RecordValue } from "./registry.ts";
 
 export type HeaderKind = "xl" | "libxl" | "libxc-image" | "libxc-domain";
@@ -87,6 +116,50 @@ export interface DecodedRecord {
 }
 
 export type DecodedItem = DecodedHeader | DecodedRecord;
+
+/** Streaming PAGE_DATA: the record's header and whole pfn array, validated. */
+export interface PageDataBegin {
+  readonly kind: "page-data-begin";
+  /** Stream offset of the record's 8-byte header. */
+  readonly offset: number;
+  /** Body length from the header. */
+  readonly length: number;
+  readonly entries: PageEntries;
+  /** pfn of each data page, in data order (`dataPfns[k]` is the pfn of data page k). */
+  readonly dataPfns: Float64Array;
+}
+
+/**
+ * Streaming PAGE_DATA: the next whole pages of the record's page data. `bytes` is a view
+ * (length a positive multiple of 4096) into the caller's chunk, or into a decoder-owned 4 KiB
+ * staging buffer for a page that was split across chunks. Valid only until the next `write()`.
+ */
+export interface PageDataPages {
+  readonly kind: "page-data-pages";
+  /** Stream offset of `bytes[0]`. */
+  readonly offset: number;
+  /** Stream offset of the record's header. */
+  readonly recordOffset: number;
+  /** Data-page index (0 … pageCount−1) of the first page in `bytes`. */
+  readonly firstDataIndex: number;
+  readonly bytes: Uint8Array;
+}
+
+/** Streaming PAGE_DATA: every page has been handed out; the record is complete. */
+export interface PageDataEnd {
+  readonly kind: "page-data-end";
+  /** Stream offset of the record's header. */
+  readonly offset: number;
+  readonly length: number;
+}
+
+export type PageDataItem = PageDataBegin | PageDataPages | PageDataEnd;
+
+/** What a decoder with `streamPageData: true` returns: PAGE_DATA streamed, all else whole. */
+export type StreamedItem = DecodedItem | PageDataItem;
+
+/** The item type of a decoder: streamed PAGE_DATA items only when `streamPageData` is true. */
+export type ItemOf<S extends boolean> = S extends true ? StreamedItem : DecodedItem;
 
 /** A record a back-channel reader may accept next. */
 export interface RecordKey {
@@ -122,6 +195,17 @@ export interface DecoderOptions {
   readonly reuseBuffer?: boolean;
 }
 
+/** Options of a decoder that streams PAGE_DATA (see "Streaming PAGE_DATA" above). */
+export interface StreamingDecoderOptions<S extends boolean> extends DecoderOptions {
+  /**
+   * Hand out PAGE_DATA as page-data-begin / page-data-pages… / page-data-end items whose pages
+   * are views into the input (no staging copy). Default false: whole records.
+   */
+  readonly streamPageData?: S;
+}
+
+type PageDataPhase = "head" | "pfns" | "pages" | "end";
+
 type Phase =
   | "detect"
   | "xl-fixed"
@@ -149,10 +233,11 @@ const EMPTY = new Uint8Array(0);
 const XL_PREFIX = xlHeader.magic.subarray(0, 8);
 const LIBXL_PREFIX = libxlHeader.encode().subarray(0, 8);
 
-export class StreamDecoder {
+export class StreamDecoder<S extends boolean = false> {
   private phase: Phase;
   private readonly cap: number;
   private readonly reuse: boolean;
+  private readonly streamPages: boolean;
   private stateFollows: boolean | undefined;
   private accept: readonly RecordKey[] = BACK_CHANNEL_RECORDS;
 
@@ -177,8 +262,19 @@ export class StreamDecoder {
   private libxcEndedBy: "end" | "checkpoint" | null = null;
   private atCheckpointBoundary = false;
   private failed: StreamError | null = null;
+  // streaming PAGE_DATA (null phase: not inside a streamed record)
+  private pdPhase: PageDataPhase | null = null;
+  private pdCount = 0;
+  private pdDataIndex = 0;
+  /** Page-data bytes of the current record not handed out yet. */
+  private pdLeft = 0;
+  /** Two 4 KiB buffers, alternated, for pages split across chunks (allocated on first use). */
+  private pageStage: Uint8Array[] = [];
+  private pageStageIx = 0;
+  /** Bytes of the split page staged so far (0: none). */
+  private pageFill = 0;
 
-  constructor(options: DecoderOptions = {}) {
+  constructor(options: StreamingDecoderOptions<S> = {}) {
     const start = options.start ?? "auto";
     this.phase =
       start === "auto"
@@ -194,6 +290,7 @@ export class StreamDecoder {
     this.cap = Math.min(options.maxRecordLength ?? REC_LENGTH_MAX, REC_LENGTH_MAX);
     this.stateFollows = options.checkpointState;
     this.reuse = options.reuseBuffer ?? false;
+    this.streamPages = options.streamPageData ?? false;
   }
 
   /** Stream offset of the next unconsumed byte. */
@@ -216,10 +313,10 @@ export class StreamDecoder {
   }
 
   /** The next complete, validated item, or undefined when more input is needed. */
-  next(): DecodedItem | undefined {
+  next(): ItemOf<S> | undefined {
     this.throwIfFailed();
     try {
-      return this.step();
+      return this.step() as ItemOf<S> | undefined;
     } catch (e) {
       this.failed =
         e instanceof StreamError
@@ -230,9 +327,9 @@ export class StreamDecoder {
   }
 
   /** write(chunk), then every item it completes. */
-  push(chunk: Uint8Array): DecodedItem[] {
+  push(chunk: Uint8Array): ItemOf<S>[] {
     this.write(chunk);
-    const out: DecodedItem[] = [];
+    const out: ItemOf<S>[] = [];
     for (let item = this.next(); item !== undefined; item = this.next()) out.push(item);
     return out;
   }
@@ -326,9 +423,9 @@ export class StreamDecoder {
     throw e;
   }
 
-  private step(): DecodedItem | undefined {
+  private step(): StreamedItem | undefined {
     for (;;) {
-      if (this.pos >= this.chunk.length && this.carry === null) return undefined;
+      if (this.pos >= this.chunk.length && this.carry === null && this.pdPhase !== "end") return undefined;
       this.beginItem();
       switch (this.phase) {
         case "detect": {
@@ -470,7 +567,7 @@ export class StreamDecoder {
     }
   }
 
-  private record(): DecodedRecord | undefined {
+  private record(): DecodedRecord | PageDataItem | undefined {
     if (this.skipLeft > 0) {
       const k = Math.min(this.skipLeft, this.chunk.length - this.pos);
       this.skipLeft -= k;
@@ -492,8 +589,10 @@ export class StreamDecoder {
         if (this.skipLeft === 0) this.pending = null;
         return undefined;
       }
+      if (this.streamPages && this.pending.codec === pageData) this.pdPhase = "head";
     }
     const p = this.pending;
+    if (this.pdPhase !== null) return this.streamPageData(p);
     const padded = p.length + paddingFor(p.length);
     const all = padded === 0 ? EMPTY : this.take(padded);
     if (all === undefined) return undefined;
@@ -509,13 +608,7 @@ export class StreamDecoder {
       }
     }
     const body = all.subarray(0, p.length);
-    let value: RecordValue;
-    try {
-      value = p.codec!.decode(body);
-    } catch (e) {
-      if (e instanceof StreamError) throw e.at(p.offset, p.layer, p.type);
-      throw e;
-    }
+    const value: RecordValue = this.placed(p, () => p.codec!.decode(body));
     this.advance(p);
     return {
       kind: "record",
@@ -527,6 +620,91 @@ export class StreamDecoder {
       body,
       value,
     };
+  }
+
+  /**
+   * One step of a streamed PAGE_DATA record: header, pfn array (both staged if split, then
+   * validated whole), then pages as views, then the end item.
+   */
+  private streamPageData(p: PendingRecord): PageDataItem | undefined {
+    if (this.pdPhase === "head") {
+      const head = this.take(PAGE_DATA_HEADER_SIZE);
+      if (head === undefined) return undefined;
+      this.pdCount = this.placed(p, () => pageDataCount(head, p.length));
+      this.pdPhase = "pfns";
+    }
+    if (this.pdPhase === "pfns") {
+      const raw = this.take(8 * this.pdCount);
+      if (raw === undefined) return undefined;
+      const entries = this.placed(p, () => pageDataEntries(raw, this.pdCount, p.length));
+      // 8 + 8C + 4096N is a multiple of 8: a valid PAGE_DATA record has no padding.
+      this.pdLeft = entries.pageCount * PAGE_SIZE;
+      this.pdDataIndex = 0;
+      this.pdPhase = this.pdLeft > 0 ? "pages" : "end";
+      const dataPfns = dataPfnsOf(entries);
+      return { kind: "page-data-begin", offset: p.offset, length: p.length, entries, dataPfns };
+    }
+    if (this.pdPhase === "pages") {
+      const avail = this.chunk.length - this.pos;
+      if (this.pageFill > 0) {
+        // finish the page split across the previous chunk(s)
+        const stage = this.pageStage[this.pageStageIx]!;
+        const k = Math.min(PAGE_SIZE - this.pageFill, avail);
+        stage.set(this.chunk.subarray(this.pos, this.pos + k), this.pageFill);
+        this.pos += k;
+        this.consumed += k;
+        this.pageFill += k;
+        if (this.pageFill < PAGE_SIZE) return undefined;
+        this.pageFill = 0;
+        this.pageStageIx ^= 1;
+        return this.pages(p, stage, this.consumed - PAGE_SIZE);
+      }
+      const whole = Math.floor(Math.min(avail, this.pdLeft) / PAGE_SIZE) * PAGE_SIZE;
+      if (whole > 0) {
+        const at = this.consumed;
+        const view = this.chunk.subarray(this.pos, this.pos + whole);
+        this.pos += whole;
+        this.consumed += whole;
+        return this.pages(p, view, at);
+      }
+      if (avail === 0) return undefined;
+      // a page starts here and ends in a later chunk: stage its head (avail < 4096 ≤ pdLeft)
+      if (this.pageStage.length === 0)
+        this.pageStage = [new Uint8Array(PAGE_SIZE), new Uint8Array(PAGE_SIZE)];
+      this.pageStage[this.pageStageIx]!.set(this.chunk.subarray(this.pos, this.pos + avail), 0);
+      this.pos += avail;
+      this.consumed += avail;
+      this.pageFill = avail;
+      return undefined;
+    }
+    this.pdPhase = null;
+    this.pending = null;
+    this.advance(p);
+    return { kind: "page-data-end", offset: p.offset, length: p.length };
+  }
+
+  private pages(p: PendingRecord, bytes: Uint8Array, at: number): PageDataPages {
+    const item: PageDataPages = {
+      kind: "page-data-pages",
+      offset: at,
+      recordOffset: p.offset,
+      firstDataIndex: this.pdDataIndex,
+      bytes,
+    };
+    this.pdDataIndex += bytes.length / PAGE_SIZE;
+    this.pdLeft -= bytes.length;
+    if (this.pdLeft === 0) this.pdPhase = "end";
+    return item;
+  }
+
+  /** Runs a body check, placing its StreamError at the record. */
+  private placed<T>(p: PendingRecord, check: () => T): T {
+    try {
+      return check();
+    } catch (e) {
+      if (e instanceof StreamError) throw e.at(p.offset, p.layer, p.type);
+      throw e;
+    }
   }
 
   /** Checks a record header against the phase, the type's bounds and the cap. */

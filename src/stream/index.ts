@@ -5,7 +5,9 @@
  * Encoding: `encodeRecord(type, bodyParts)`, `encode(codec, value)`, `encodePageData(entries,
  * pages)` return gather lists (Uint8Array[]); the header codecs (`imageHeader`, `domainHeader`,
  * `libxlHeader`, `xlHeader`) return bytes. Decoding: `StreamDecoder` (push/next/end), typed record
- * values narrowed on `value.kind`. Errors: `StreamError` with a stable `code`.
+ * values narrowed on `value.kind`; with `streamPageData: true`, PAGE_DATA comes as
+ * page-data-begin / page-data-pages / page-data-end items whose pages are views of the input
+ * (valid until the next `write()`). Errors: `StreamError` with a stable `code`.
  * Verification of whole streams (order, sequence numbers, back-channel protocol): `verify.ts`.
  */
 
@@ -19,8 +21,15 @@ export {
   type DecoderOptions,
   decodeAll,
   type HeaderKind,
+  type ItemOf,
+  type PageDataBegin,
+  type PageDataEnd,
+  type PageDataItem,
+  type PageDataPages,
   type RecordKey,
   StreamDecoder,
+  type StreamedItem,
+  type StreamingDecoderOptions,
 } from "./decoder.ts";
 export {
   concat,
@@ -48,9 +57,14 @@ export * from "./records/colo.ts";
 export * from "./records/libxc.ts";
 export * from "./records/libxl.ts";
 export {
+  dataPfnsOf,
   forEachPageRun,
+  forEachStreamedRun,
   type PageData,
+  type PageEntries,
   pageData,
+  pageDataCount,
+  pageDataEntries,
   pageTypeHasData,
   pageTypeInvalid,
 } from "./records/page-data.ts";

@@ -27,8 +27,8 @@ export function pageTypeInvalid(type: number): boolean {
   return type >= PAGE_TYPE_INVALID_FIRST && type <= PAGE_TYPE_INVALID_LAST;
 }
 
-export interface PageData {
-  readonly kind: "page-data";
+/** The validated pfn entry array of a PAGE_DATA record. */
+export interface PageEntries {
   /** Number of pfn entries (≥ 1). */
   readonly count: number;
   /** pfn of each entry (bits 51–0). */
@@ -37,12 +37,72 @@ export interface PageData {
   readonly types: Uint8Array;
   /** Number of entries that carry data. */
   readonly pageCount: number;
+}
+
+export interface PageData extends PageEntries {
+  readonly kind: "page-data";
   /** The page data: `pageCount` × 4096 bytes, a view into the record body. */
   readonly pages: Uint8Array;
 }
 
 /** Largest pfn count whose record fits REC_LENGTH_MAX with no data at all. */
 const COUNT_MAX = Math.floor((REC_LENGTH_MAX - PAGE_DATA_HEADER_SIZE) / 8);
+
+/**
+ * Validates the 8-byte PAGE_DATA body header (`head`, at least 8 bytes) against the body length
+ * from the record header: count ≥ 1, reserved zero, room for the pfn array. Returns the count.
+ * Throws a StreamError without a position (the decoder places it).
+ */
+export function pageDataCount(head: Uint8Array, bodyLength: number): number {
+  const count = (head[0]! | (head[1]! << 8) | (head[2]! << 16) | (head[3]! << 24)) >>> 0;
+  requireZero(head, 4, 8, "PAGE_DATA reserved");
+  if (count === 0) fail("bad-value", "PAGE_DATA count is 0");
+  if (count > COUNT_MAX || PAGE_DATA_HEADER_SIZE + 8 * count > bodyLength) {
+    fail("bad-length", `PAGE_DATA count ${count} needs ${8 + 8 * count} bytes, body has ${bodyLength}`, {
+      count,
+      actual: bodyLength,
+    });
+  }
+  return count;
+}
+
+/**
+ * Validates and decodes the pfn entry array (`entries`: exactly 8 × `count` bytes, as returned by
+ * `pageDataCount`): reserved bits 59–52 zero, no invalid type, and the body length exactly
+ * 8 + 8C + 4096N where N counts the entries that carry data. Error details give `at` as a body
+ * offset.
+ */
+export function pageDataEntries(entries: Uint8Array, count: number, bodyLength: number): PageEntries {
+  const view = viewOf(entries);
+  const pfns = new Float64Array(count);
+  const types = new Uint8Array(count);
+  let pageCount = 0;
+  for (let i = 0, o = 0; i < count; i++, o += 8) {
+    const lo = view.getUint32(o, true);
+    const hi = view.getUint32(o + 4, true);
+    const type = hi >>> 28;
+    const at = PAGE_DATA_HEADER_SIZE + o;
+    if ((hi & 0x0ff0_0000) !== 0) {
+      fail("reserved-nonzero", `pfn[${i}] has reserved bits 59–52 set`, { index: i, at });
+    }
+    if (pageTypeInvalid(type)) {
+      fail("bad-value", `pfn[${i}] has invalid page type 0x${type.toString(16)}`, { index: i, type, at });
+    }
+    pfns[i] = (hi & 0x000f_ffff) * 0x1_0000_0000 + lo;
+    types[i] = type;
+    if (pageTypeHasData(type)) pageCount++;
+  }
+  const expected = PAGE_DATA_HEADER_SIZE + 8 * count + PAGE_SIZE * pageCount;
+  if (bodyLength !== expected) {
+    fail("bad-length", `PAGE_DATA length ${bodyLength}, expected 8 + 8×${count} + 4096×${pageCount}`, {
+      expected,
+      actual: bodyLength,
+      count,
+      pageCount,
+    });
+  }
+  return { count, pfns, types, pageCount };
+}
 
 export const pageData: BodyCodec<PageData> = {
   layer: "libxc",
@@ -75,48 +135,10 @@ export const pageData: BodyCodec<PageData> = {
   },
   decode(body) {
     requireMinLength(body, PAGE_DATA_HEADER_SIZE + 8);
-    const view = viewOf(body);
-    const count = view.getUint32(0, true);
-    requireZero(body, 4, 8, "PAGE_DATA reserved");
-    if (count === 0) fail("bad-value", "PAGE_DATA count is 0");
-    if (count > COUNT_MAX || PAGE_DATA_HEADER_SIZE + 8 * count > body.length) {
-      fail("bad-length", `PAGE_DATA count ${count} needs ${8 + 8 * count} bytes, body has ${body.length}`, {
-        count,
-        actual: body.length,
-      });
-    }
-    const pfns = new Float64Array(count);
-    const types = new Uint8Array(count);
-    let pageCount = 0;
-    let o = PAGE_DATA_HEADER_SIZE;
-    for (let i = 0; i < count; i++, o += 8) {
-      const lo = view.getUint32(o, true);
-      const hi = view.getUint32(o + 4, true);
-      const type = hi >>> 28;
-      if ((hi & 0x0ff0_0000) !== 0) {
-        fail("reserved-nonzero", `pfn[${i}] has reserved bits 59–52 set`, { index: i, at: o });
-      }
-      if (pageTypeInvalid(type)) {
-        fail("bad-value", `pfn[${i}] has invalid page type 0x${type.toString(16)}`, {
-          index: i,
-          type,
-          at: o,
-        });
-      }
-      pfns[i] = (hi & 0x000f_ffff) * 0x1_0000_0000 + lo;
-      types[i] = type;
-      if (pageTypeHasData(type)) pageCount++;
-    }
-    const expected = o + PAGE_SIZE * pageCount;
-    if (body.length !== expected) {
-      fail("bad-length", `PAGE_DATA length ${body.length}, expected 8 + 8×${count} + 4096×${pageCount}`, {
-        expected,
-        actual: body.length,
-        count,
-        pageCount,
-      });
-    }
-    return { kind: "page-data", count, pfns, types, pageCount, pages: body.subarray(o) };
+    const count = pageDataCount(body, body.length);
+    const o = PAGE_DATA_HEADER_SIZE + 8 * count;
+    const e = pageDataEntries(body.subarray(PAGE_DATA_HEADER_SIZE, o), count, body.length);
+    return { kind: "page-data", ...e, pages: body.subarray(o) };
   },
 };
 
@@ -152,4 +174,34 @@ export function forEachPageRun(v: PageData, apply: (firstPfn: number, bytes: Uin
     dataIndex++;
   }
   if (runLen > 0) apply(runPfn, v.pages.subarray(runStart * 4096, (runStart + runLen) * 4096));
+}
+
+/**
+ * pfns of the data-carrying entries, in data order: page k of the record's page data belongs to
+ * `dataPfns(e)[k]`. One allocation of 8 × pageCount bytes.
+ */
+export function dataPfnsOf(e: PageEntries): Float64Array {
+  const out = new Float64Array(e.pageCount);
+  for (let i = 0, k = 0; i < e.count; i++) if (pageTypeHasData(e.types[i]!)) out[k++] = e.pfns[i]!;
+  return out;
+}
+
+/**
+ * The streaming decoder's counterpart of `forEachPageRun`: `bytes` holds whole pages, the first
+ * being data page `firstDataIndex` of the record; calls `apply(firstPfn, run)` once per run of
+ * consecutive pfns, `run` a view of `bytes`.
+ */
+export function forEachStreamedRun(
+  dataPfns: Float64Array,
+  firstDataIndex: number,
+  bytes: Uint8Array,
+  apply: (firstPfn: number, bytes: Uint8Array) => void,
+): void {
+  const n = bytes.length / PAGE_SIZE;
+  let start = 0;
+  for (let k = 1; k <= n; k++) {
+    if (k < n && dataPfns[firstDataIndex + k] === dataPfns[firstDataIndex + k - 1]! + 1) continue;
+    apply(dataPfns[firstDataIndex + start]!, bytes.subarray(start * PAGE_SIZE, k * PAGE_SIZE));
+    start = k;
+  }
 }
