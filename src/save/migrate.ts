@@ -306,8 +306,11 @@ export interface CheckpointRequest {
   readonly seq: bigint;
   /** The pages to send: D = A ∪ B (any order, duplicates allowed). */
   readonly pfns: ArrayLike<number>;
-  /** File-system blocks to carry in the host state: P's changed set ∪ S's changed set. */
-  readonly fsBlocks: readonly FsBlockRef[];
+  /**
+   * File-system blocks to carry in the host state: P's changed set ∪ S's changed set, or "all"
+   * (strategies that get no list of S's changed blocks).
+   */
+  readonly fsBlocks: readonly FsBlockRef[] | "all";
 }
 
 /**
@@ -378,7 +381,10 @@ export class CheckpointedStream {
       const memoryPages = await this.#saver.declare(req.seq, true);
       const pages = await this.#saver.writePages(req.pfns);
       await this.#saver.writeContext(true);
-      await this.#saver.writeHostState(true, { kind: "some", blocks: req.fsBlocks });
+      await this.#saver.writeHostState(
+        true,
+        req.fsBlocks === "all" ? { kind: "all" } : { kind: "some", blocks: req.fsBlocks },
+      );
       this.#lastSeq = req.seq;
       return {
         seq: req.seq,

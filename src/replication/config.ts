@@ -1,0 +1,90 @@
+/**
+ * Replication settings shared by both ends, and how the primary announces them to the secondary:
+ * as capability bits in the hello of its replication connection (src/transport/format.ts), so the
+ * secondary never needs flags of its own for them.
+ *
+ *   mode colo + strategy back-channel   backChannel | fsBlocks
+ *   mode colo + strategy cache          cacheStrategy
+ *   mode colo + strategy full           (neither)
+ *   mode remus                          remus
+ *   --verify                            verify
+ */
+import { Capability } from "../transport/format.ts";
+import { ReplicationError } from "./errors.ts";
+
+export type ReplicationMode = "colo" | "remus";
+export const MODES: readonly ReplicationMode[] = ["colo", "remus"];
+
+/**
+ * How the secondary's stale pages (B − A) are repaired at a checkpoint:
+ * - back-channel: S sends B (and its changed file blocks); P sends D = A ∪ B;
+ * - cache: S keeps the last checkpoint's memory and restores B itself; P sends only A;
+ * - full: P sends every page (the baseline).
+ */
+export type Strategy = "back-channel" | "cache" | "full";
+export const STRATEGIES: readonly Strategy[] = ["back-channel", "cache", "full"];
+
+export interface ReplicationSettings {
+  readonly mode: ReplicationMode;
+  readonly strategy: Strategy;
+  /** Checkpoints never closer than this, ms (COLO). */
+  readonly minIntervalMs: number;
+  /** A checkpoint at least this often, ms (COLO). */
+  readonly maxIntervalMs: number;
+  /** Remus: one checkpoint per epoch, ms. */
+  readonly epochMs: number;
+  /** Compare whole-state digests after every checkpoint. */
+  readonly verify: boolean;
+}
+
+export const DEFAULT_SETTINGS: ReplicationSettings = {
+  mode: "colo",
+  strategy: "back-channel",
+  minIntervalMs: 2,
+  maxIntervalMs: 2000,
+  epochMs: 100,
+  verify: false,
+};
+
+/** Fill in defaults and check ranges. Throws ReplicationError "config". */
+export function settings(partial: Partial<ReplicationSettings> = {}): ReplicationSettings {
+  const s = { ...DEFAULT_SETTINGS, ...partial };
+  if (!MODES.includes(s.mode)) throw new ReplicationError("config", `unknown mode ${s.mode}`);
+  if (!STRATEGIES.includes(s.strategy))
+    throw new ReplicationError("config", `unknown strategy ${s.strategy}`);
+  for (const k of ["minIntervalMs", "maxIntervalMs", "epochMs"] as const) {
+    if (!Number.isFinite(s[k]) || s[k] < 0) throw new ReplicationError("config", `${k} must be >= 0`);
+  }
+  if (s.maxIntervalMs < s.minIntervalMs)
+    throw new ReplicationError("config", "maxIntervalMs must be >= minIntervalMs");
+  if (s.epochMs <= 0) throw new ReplicationError("config", "epochMs must be > 0");
+  return s;
+}
+
+/** The capability bits the primary puts in its replication hello. */
+export function capabilitiesOf(s: Pick<ReplicationSettings, "mode" | "strategy" | "verify">): bigint {
+  let c = 0n;
+  if (s.mode === "remus") c |= Capability.remus;
+  else if (s.strategy === "back-channel") c |= Capability.backChannel | Capability.fsBlocks;
+  else if (s.strategy === "cache") c |= Capability.cacheStrategy;
+  if (s.verify) c |= Capability.verify;
+  return c;
+}
+
+/** What the secondary reads from the primary's hello. */
+export function settingsFromCapabilities(
+  c: bigint,
+): Pick<ReplicationSettings, "mode" | "strategy" | "verify"> {
+  const has = (bit: bigint): boolean => (c & bit) !== 0n;
+  if (has(Capability.remus) && (has(Capability.backChannel) || has(Capability.cacheStrategy))) {
+    throw new ReplicationError("config", "the primary asked for Remus and a COLO strategy at once");
+  }
+  if (has(Capability.backChannel) && has(Capability.cacheStrategy)) {
+    throw new ReplicationError("config", "the primary asked for two strategies at once");
+  }
+  return {
+    mode: has(Capability.remus) ? "remus" : "colo",
+    strategy: has(Capability.backChannel) ? "back-channel" : has(Capability.cacheStrategy) ? "cache" : "full",
+    verify: has(Capability.verify),
+  };
+}

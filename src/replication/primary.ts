@@ -1,0 +1,667 @@
+/**
+ * The primary's replication controller (Xen: libxl's COLO/Remus save side; architecture layer 6).
+ *
+ * Design. The PVM runs and serves clients through a PrimaryProxy from the start (unprotected).
+ * `protect(links)` seeds the secondary with the checkpointed stream (live migration as checkpoint
+ * 1) and from then on drives one checkpoint at a time over the replication connection, reading
+ * the secondary's answers on its back channel, in the order of docs/replication.md:
+ *
+ *   unprotected ──protect()──▶ seeding ──SVM_READY──▶ protected ⇄ checkpointing
+ *        ▲                        │                        │
+ *        └──── seed failed ───────┘                        ├─ peer lost / protocol error / stop ─▶ unprotected-after-loss
+ *                                                          └─ --verify mismatch ─▶ verify-failed
+ *
+ * COLO checkpoint n (strategy back-channel): trigger (proxy divergence, held-output cap, or the
+ * maximum interval; never sooner than the minimum interval after the last one) → pause the
+ * proxy's input → NEW(n) → suspend the PVM ∥ S suspends → SVM_SUSPENDED(n), B, S's file blocks →
+ * harvest A → D = A ∪ B below the PVM's size → CHECKPOINT_INFO, PAGE_DATA(D), GUEST_CONTEXT,
+ * CHECKPOINT, EMULATOR_CONTEXT, CHECKPOINT_END → SVM_READY(n) [+ DIGEST(n)] → proxy
+ * checkpointDone(n) (held output released) → resume the PVM → SVM_RESUMED(n).
+ * Strategy cache: no dirty list travels, D = A (S repairs B from its cache). Strategy full: every
+ * page. Both carry the whole file system (no list of S's changed blocks travels).
+ *
+ * Remus: only the PVM runs; every epoch: pause input, suspend, harvest A, send the checkpoint,
+ * checkpointDone(n) (the proxy records what n covers), resume at once; SVM_READY(n) [+ DIGEST]
+ * arrive later and release the output n covers (proxy releaseUpTo).
+ *
+ * Seeding and clients: client input is held (the proxy's pause) from the start of the seed to
+ * its acknowledgement; clients may connect and are never refused. Every connection the PVM holds
+ * at the seed is in the seed's host state, so all of them are mirrored from the seed's offsets on.
+ *
+ * Losing the secondary (heartbeat lost, its goodbye, a protocol error on any connection, a
+ * checkpoint that gets no answer within `answerTimeoutMs`): the proxy goes unprotected (held
+ * output released), the PVM resumes if a checkpoint had suspended it, and the connections are
+ * closed, with a heartbeat goodbye so the secondary stands down rather than takes over.
+ * --verify mismatch: the same, in state "verify-failed", and the event "verify-failed" (the CLI
+ * exits with status 3: a mismatch is a bug in colo, not a condition to run on with).
+ */
+import { EventEmitter } from "node:events";
+import type { Domain } from "../guest/domain.ts";
+import type { Divergence, PrimaryProxy } from "../proxy/primary.ts";
+import type { ByteSource } from "../save/channel.ts";
+import {
+  type BackRecord,
+  type CheckpointedStream,
+  describeBack,
+  openCheckpointedStream,
+} from "../save/migrate.ts";
+import { allPfns, type LiveOptions } from "../save/save.ts";
+import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
+import type { ReplicationSettings } from "./config.ts";
+import { describeError, ReplicationError } from "./errors.ts";
+import type { PrimaryLinks } from "./links.ts";
+import {
+  addRecord,
+  type CheckpointRecord,
+  emptyTotals,
+  type PrimaryTotals,
+  Ring,
+  type Trigger,
+} from "./stats.ts";
+
+export type PrimaryState =
+  | "unprotected"
+  | "seeding"
+  | "protected"
+  | "checkpointing"
+  | "unprotected-after-loss"
+  | "verify-failed"
+  | "stopped";
+
+export type Log = (
+  level: "info" | "warn" | "error",
+  message: string,
+  details?: Record<string, unknown>,
+) => void;
+
+export interface PrimaryControllerOptions {
+  /** The PVM, running. */
+  readonly domain: Domain;
+  /** The proxy on the PVM's port, serving clients (unprotected until protect()). */
+  readonly proxy: PrimaryProxy;
+  readonly settings: ReplicationSettings;
+  /** Pre-copy tuning of the seed (default: live with the engine's defaults). */
+  readonly live?: LiveOptions | false;
+  /** Ms to wait for each answer of the secondary during a checkpoint (default 10 000). */
+  readonly answerTimeoutMs?: number;
+  readonly log?: Log;
+}
+
+export interface PrimaryEvents {
+  state: [PrimaryState];
+  checkpoint: [CheckpointRecord];
+  /** Protection ended (the reason says why). */
+  unprotected: [ReplicationError];
+  "verify-failed": [ReplicationError];
+}
+
+/** What `colo status` shows for a primary. */
+export interface PrimaryStatus {
+  readonly role: "primary";
+  readonly mode: ReplicationSettings["mode"];
+  readonly strategy: ReplicationSettings["strategy"];
+  readonly verify: boolean;
+  readonly state: PrimaryState;
+  readonly peer: string | undefined;
+  readonly seq: number;
+  readonly checkpoints: number;
+  readonly divergences: number;
+  readonly lastPauseMs: number | undefined;
+  readonly last: CheckpointRecord | undefined;
+  readonly totals: PrimaryTotals;
+  readonly reason: string | undefined;
+}
+
+const noLog: Log = () => {};
+
+/** A ByteSource that counts what it hands out. */
+class CountingSource implements ByteSource {
+  readonly inner: ByteSource;
+  bytes = 0;
+  constructor(inner: ByteSource) {
+    this.inner = inner;
+  }
+  async read(): Promise<Uint8Array | null> {
+    const c = await this.inner.read();
+    if (c !== null) this.bytes += c.byteLength;
+    return c;
+  }
+}
+
+function unionBelow(a: ArrayLike<number>, b: ArrayLike<number>, limit: number): Uint32Array {
+  const set = new Set<number>();
+  for (let i = 0; i < a.length; i++) {
+    const p = a[i]!;
+    if (p < limit) set.add(p);
+  }
+  for (let i = 0; i < b.length; i++) {
+    const p = b[i]!;
+    if (p < limit) set.add(p);
+  }
+  return Uint32Array.from(set).sort();
+}
+
+function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function hex(d: Uint8Array): string {
+  return Buffer.from(d).toString("hex").slice(0, 16);
+}
+
+export class PrimaryController extends EventEmitter<PrimaryEvents> {
+  readonly domain: Domain;
+  readonly proxy: PrimaryProxy;
+  readonly settings: ReplicationSettings;
+  readonly #live: LiveOptions | false | undefined;
+  readonly #answerTimeoutMs: number;
+  readonly #log: Log;
+
+  #state: PrimaryState = "unprotected";
+  #links: PrimaryLinks | undefined;
+  #stream: CheckpointedStream | undefined;
+  #back: CountingSource | undefined;
+  #seq = 0n;
+  #reason: ReplicationError | undefined;
+  #lastDoneAt = 0;
+  #pending: Trigger | undefined;
+  #wake: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
+  #inCheckpoint = false;
+  readonly #records = new Ring<CheckpointRecord>(4096);
+  readonly #totals = emptyTotals();
+  #divergences = 0;
+  /** Remus: checkpoints sent and not yet acknowledged, with the PVM's digest (--verify). */
+  readonly #unacked = new Map<
+    bigint,
+    { record: Omit<CheckpointRecord, "verified" | "backBytes">; digest: Uint8Array | undefined }
+  >();
+  readonly #unsubscribe: (() => void)[] = [];
+
+  constructor(o: PrimaryControllerOptions) {
+    super();
+    this.domain = o.domain;
+    this.proxy = o.proxy;
+    this.settings = o.settings;
+    this.#live = o.live;
+    this.#answerTimeoutMs = o.answerTimeoutMs ?? 10_000;
+    this.#log = o.log ?? noLog;
+    const onDivergence = (d: Divergence): void => {
+      this.#divergences++;
+      this.#log("info", `divergence after checkpoint ${d.seq}: ${d.kind} (${d.detail})`);
+      this.#trigger("divergence");
+    };
+    const onNeeded = (): void => this.#trigger("held-cap");
+    const onProxyError = (e: Error): void =>
+      this.#lose(new ReplicationError("protocol", "mirror protocol error", { cause: e }));
+    this.proxy.on("divergence", onDivergence);
+    this.proxy.on("checkpoint-needed", onNeeded);
+    this.proxy.on("protocol-error", onProxyError);
+    this.#unsubscribe.push(
+      () => this.proxy.off("divergence", onDivergence),
+      () => this.proxy.off("checkpoint-needed", onNeeded),
+      () => this.proxy.off("protocol-error", onProxyError),
+    );
+  }
+
+  get state(): PrimaryState {
+    return this.#state;
+  }
+  get seq(): bigint {
+    return this.#seq;
+  }
+  /** Why protection ended, once it has. */
+  get reason(): ReplicationError | undefined {
+    return this.#reason;
+  }
+  records(): CheckpointRecord[] {
+    return this.#records.toArray();
+  }
+
+  status(): PrimaryStatus {
+    const last = this.#records.last;
+    return {
+      role: "primary",
+      mode: this.settings.mode,
+      strategy: this.settings.strategy,
+      verify: this.settings.verify,
+      state: this.#state,
+      peer: this.#links?.peer,
+      seq: Number(this.#seq),
+      checkpoints: this.#totals.checkpoints,
+      divergences: this.#divergences,
+      lastPauseMs: last?.pauseMs,
+      last,
+      totals: structuredClone(this.#totals),
+      reason: this.#reason === undefined ? undefined : describeError(this.#reason),
+    };
+  }
+
+  /** Ask for a checkpoint now (still no sooner than the minimum interval). */
+  requestCheckpoint(): void {
+    this.#trigger("request");
+  }
+
+  #setState(s: PrimaryState): void {
+    if (this.#state === s) return;
+    this.#state = s;
+    this.emit("state", s);
+  }
+
+  #trigger(t: Trigger): void {
+    if (this.#state !== "protected" && this.#state !== "checkpointing") return;
+    if (this.settings.mode === "remus") return; // Remus checkpoints by the epoch only
+    this.#pending ??= t;
+    this.#wake?.();
+  }
+
+  /**
+   * Seed the secondary over `links` and protect the PVM from then on. Resolves once the seed is
+   * acknowledged (state protected); rejects (state unprotected, links closed) if it fails.
+   */
+  async protect(links: PrimaryLinks): Promise<void> {
+    if (this.#state !== "unprotected" && this.#state !== "unprotected-after-loss") {
+      throw new ReplicationError("bad-state", `protect() in state ${this.#state}`);
+    }
+    this.#links = links;
+    this.#reason = undefined;
+    this.#setState("seeding");
+    const hb = links.heartbeat;
+    hb.on("lost", (loss) =>
+      this.#lose(
+        new ReplicationError(
+          "peer-lost",
+          `secondary lost (${loss.reason}, silent ${loss.silentMs.toFixed(0)} ms)`,
+        ),
+      ),
+    );
+    hb.on("closed", (info) => {
+      if (info.by === "peer") this.#lose(new ReplicationError("link", "the secondary said goodbye"));
+    });
+    links.onMirrorError((e) =>
+      this.#lose(new ReplicationError("protocol", "malformed mirror message", { cause: e })),
+    );
+    hb.start();
+    const t0 = performance.now();
+    const back = new CountingSource(links.replication.back);
+    this.#back = back;
+    this.proxy.pauseForCheckpoint();
+    let stream: CheckpointedStream;
+    try {
+      stream = await openCheckpointedStream(
+        this.domain,
+        { sink: links.replication.sink, back },
+        { seq: 1n, resume: false, ...(this.#live === undefined ? {} : { live: this.#live }) },
+      );
+      this.#stream = stream;
+      this.#checkAlive();
+      // Attach the mirror before anything else: the SVM may speak as soon as it resumes.
+      this.proxy.setMode(
+        this.settings.mode === "remus" ? "remus" : "colo",
+        this.settings.mode === "colo" ? links.mirror : undefined,
+      );
+      const verified = this.settings.verify ? await this.#verify(1n, await this.domain.digest()) : undefined;
+      this.domain.harvestDirty(); // nothing since the seed's last harvest, but be exact
+      this.#seq = 1n;
+      this.proxy.checkpointDone(1);
+      await this.domain.resume();
+      const pauseMs = performance.now() - t0;
+      if (this.settings.mode === "colo") await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, 1n);
+      this.#record({
+        seq: 1,
+        trigger: "seed",
+        a: stream.seed.memoryPages,
+        b: 0,
+        d: stream.seed.memoryPages,
+        pagesSent: stream.seed.pagesPerRound.reduce((x, y) => x + y, 0),
+        bytes: stream.bytes,
+        backBytes: back.bytes,
+        fsBlocks: 0,
+        pauseMs: stream.seed.downtimeMs,
+        sendMs: pauseMs,
+        verified,
+      });
+    } catch (e) {
+      const err =
+        e instanceof ReplicationError
+          ? e
+          : new ReplicationError("link", "seeding the secondary failed", { cause: e });
+      this.#lose(err);
+      throw err;
+    }
+    this.#lastDoneAt = performance.now();
+    this.#setState("protected");
+    this.#log(
+      "info",
+      `protected: secondary ${links.peer} seeded (${stream.seed.memoryPages} pages, ${stream.seed.bytes} bytes, ${stream.seed.downtimeMs.toFixed(1)} ms pause)`,
+    );
+    this.#loop = this.#run();
+    if (this.settings.mode === "remus") void this.#remusAcks();
+  }
+
+  /** Stop protecting (clean: a goodbye, so the secondary stands down). The PVM keeps running. */
+  async stop(): Promise<void> {
+    this.#lose(new ReplicationError("link", "stopped by the operator"), "stopped");
+    await this.#loop?.catch(() => {});
+    for (const u of this.#unsubscribe.splice(0)) u();
+  }
+
+  // ─────────────────────────────── the checkpoint loop ───────────────────────────────
+
+  #protectedNow(): boolean {
+    return this.#state === "protected" || this.#state === "checkpointing";
+  }
+
+  #checkAlive(): void {
+    if (this.#reason !== undefined) throw this.#reason;
+  }
+
+  async #run(): Promise<void> {
+    while (this.#protectedNow()) {
+      const trigger = await this.#nextTrigger();
+      if (!this.#protectedNow()) break;
+      this.#inCheckpoint = true;
+      try {
+        if (this.settings.mode === "remus") await this.#remusCheckpoint(trigger);
+        else await this.#coloCheckpoint(trigger);
+      } catch (e) {
+        const err =
+          e instanceof ReplicationError
+            ? e
+            : new ReplicationError("link", `checkpoint ${this.#seq + 1n} failed`, {
+                cause: e,
+                seq: this.#seq + 1n,
+              });
+        this.#lose(err);
+      } finally {
+        this.#inCheckpoint = false;
+        if (!this.#protectedNow() && this.domain.state === "suspended")
+          await this.domain.resume().catch(() => {});
+      }
+      this.#lastDoneAt = performance.now();
+    }
+  }
+
+  async #nextTrigger(): Promise<Trigger> {
+    const remus = this.settings.mode === "remus";
+    const period = remus ? this.settings.epochMs : this.settings.maxIntervalMs;
+    for (;;) {
+      if (!this.#protectedNow()) return "request";
+      const since = performance.now() - this.#lastDoneAt;
+      if (this.#pending !== undefined && since >= this.settings.minIntervalMs) {
+        const t = this.#pending;
+        this.#pending = undefined;
+        return t;
+      }
+      if (since >= period) return remus ? "epoch" : "max-interval";
+      const wait = this.#pending !== undefined ? this.settings.minIntervalMs - since : period - since;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(0, wait));
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#wake = done;
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  async #recv(): Promise<BackRecord> {
+    const stream = this.#stream;
+    if (stream === undefined) throw new ReplicationError("bad-state", "no stream");
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const msg = await Promise.race([
+        stream.recvBack(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new ReplicationError(
+                  "link",
+                  `no answer from the secondary within ${this.#answerTimeoutMs} ms`,
+                ),
+              ),
+            this.#answerTimeoutMs,
+          );
+        }),
+      ]);
+      if (msg === null) throw new ReplicationError("link", "the secondary closed the back channel");
+      return msg;
+    } catch (e) {
+      if (e instanceof ReplicationError) throw e;
+      const code = (e as { code?: unknown }).code;
+      // A back channel that fails to decode is a protocol error; one that breaks is a lost link.
+      const cause = (e as { cause?: unknown }).cause;
+      const broken = cause !== undefined && (cause as { code?: unknown }).code === "truncated";
+      throw new ReplicationError(
+        code === "back-channel" && !broken ? "protocol" : "link",
+        "reading the back channel failed",
+        {
+          cause: e,
+        },
+      );
+    } finally {
+      clearTimeout(timer);
+      this.#checkAlive();
+    }
+  }
+
+  async #expectState(id: number, seq: bigint): Promise<void> {
+    const m = await this.#recv();
+    if (m.kind !== "state" || m.id !== id || m.seq !== seq) {
+      throw new ReplicationError(
+        "protocol",
+        `expected ${CHECKPOINT_STATE_NAMES.get(id)} ${seq} on the back channel, got ${describeBack(m)}`,
+        {
+          seq,
+        },
+      );
+    }
+  }
+
+  /** Read DIGEST(seq) and compare it with ours; a mismatch throws "verify-mismatch". */
+  async #verify(seq: bigint, mine: Uint8Array): Promise<boolean> {
+    const m = await this.#recv();
+    if (m.kind !== "digest" || m.seq !== seq) {
+      throw new ReplicationError("protocol", `expected CHECKPOINT_DIGEST ${seq}, got ${describeBack(m)}`, {
+        seq,
+      });
+    }
+    if (!sameDigest(m.digest, mine)) {
+      this.#totals.verifyFailures++;
+      throw new ReplicationError(
+        "verify-mismatch",
+        `checkpoint ${seq}: the secondary's state digest ${hex(m.digest)}… differs from the primary's ${hex(mine)}…`,
+        { seq },
+      );
+    }
+    return true;
+  }
+
+  async #coloCheckpoint(trigger: Trigger): Promise<void> {
+    const stream = this.#stream!;
+    const back = this.#back!;
+    const seq = this.#seq + 1n;
+    const strategy = this.settings.strategy;
+    const t0 = performance.now();
+    const bytes0 = stream.bytes;
+    const back0 = back.bytes;
+    this.#setState("checkpointing");
+    this.proxy.pauseForCheckpoint();
+    await stream.sendState(CHECKPOINT_STATE.NEW, seq);
+    const suspended = this.domain.state === "running" ? this.domain.suspend() : Promise.resolve();
+    try {
+      await this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
+    } finally {
+      await suspended.catch(() => {});
+    }
+    this.#checkAlive();
+    if (this.domain.state !== "suspended") {
+      throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
+    }
+    const a = this.domain.harvestDirty();
+    const fsA = await this.domain.harvestFsDirty();
+    let b: ArrayLike<number> = new Uint32Array(0);
+    let fsBlocks: Parameters<CheckpointedStream["sendCheckpoint"]>[0]["fsBlocks"] = "all";
+    if (strategy === "back-channel") {
+      const m1 = await this.#recv();
+      if (m1.kind !== "dirty-pfns")
+        throw new ReplicationError(
+          "protocol",
+          `expected CHECKPOINT_DIRTY_PFN_LIST, got ${describeBack(m1)}`,
+          { seq },
+        );
+      b = m1.pfns;
+      const m2 = await this.#recv();
+      if (m2.kind !== "fs-blocks")
+        throw new ReplicationError("protocol", `expected FS_DIRTY_BLOCK_LIST, got ${describeBack(m2)}`, {
+          seq,
+        });
+      const key = (r: { ino: number; block: number }): string => `${r.ino}:${r.block}`;
+      const merged = new Map(fsA.map((r) => [key(r), r]));
+      for (const r of m2.blocks) merged.set(key(r), r);
+      fsBlocks = [...merged.values()];
+    }
+    const pages = this.domain.pageCount();
+    const d = unionBelow(a, b, pages);
+    const pfns = strategy === "full" ? allPfns(pages) : d;
+    const sent = await stream.sendCheckpoint({ seq, pfns, fsBlocks });
+    const mine = this.settings.verify ? await this.domain.digest() : undefined;
+    await this.#expectState(CHECKPOINT_STATE.SVM_READY, seq);
+    const verified = mine === undefined ? undefined : await this.#verify(seq, mine);
+    this.#seq = seq;
+    this.proxy.checkpointDone(Number(seq));
+    await this.domain.resume();
+    const pauseMs = performance.now() - t0;
+    await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seq);
+    this.#setState("protected");
+    this.#record({
+      seq: Number(seq),
+      trigger,
+      a: a.length,
+      b: b.length,
+      d: d.length,
+      pagesSent: sent.pages,
+      bytes: stream.bytes - bytes0,
+      backBytes: back.bytes - back0,
+      fsBlocks: fsBlocks === "all" ? -1 : fsBlocks.length,
+      pauseMs,
+      sendMs: sent.ms,
+      verified,
+    });
+  }
+
+  async #remusCheckpoint(trigger: Trigger): Promise<void> {
+    const stream = this.#stream!;
+    const seq = this.#seq + 1n;
+    const t0 = performance.now();
+    const bytes0 = stream.bytes;
+    this.#setState("checkpointing");
+    this.proxy.pauseForCheckpoint();
+    if (this.domain.state === "running") await this.domain.suspend();
+    this.#checkAlive();
+    if (this.domain.state !== "suspended") {
+      throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
+    }
+    const a = this.domain.harvestDirty();
+    const fsA = await this.domain.harvestFsDirty();
+    const sent = await stream.sendCheckpoint({ seq, pfns: a, fsBlocks: fsA });
+    const digest = this.settings.verify ? await this.domain.digest() : undefined;
+    this.#seq = seq;
+    this.proxy.checkpointDone(Number(seq));
+    await this.domain.resume();
+    this.#unacked.set(seq, {
+      record: {
+        seq: Number(seq),
+        trigger,
+        a: a.length,
+        b: 0,
+        d: a.length,
+        pagesSent: sent.pages,
+        bytes: stream.bytes - bytes0,
+        fsBlocks: fsA.length,
+        pauseMs: performance.now() - t0,
+        sendMs: sent.ms,
+      },
+      digest,
+    });
+    this.#setState("protected");
+  }
+
+  /** Remus: read SVM_READY(n) [+ DIGEST(n)] as they come and release what n covers. */
+  async #remusAcks(): Promise<void> {
+    const back = this.#back!;
+    try {
+      while (this.#protectedNow()) {
+        const b0 = back.bytes;
+        const m = await this.#stream!.recvBack();
+        this.#checkAlive();
+        if (m === null) throw new ReplicationError("link", "the secondary closed the back channel");
+        if (m.kind !== "state" || m.id !== CHECKPOINT_STATE.SVM_READY) {
+          throw new ReplicationError(
+            "protocol",
+            `expected SVM_READY on the Remus back channel, got ${describeBack(m)}`,
+          );
+        }
+        const entry = this.#unacked.get(m.seq);
+        if (entry === undefined) {
+          throw new ReplicationError(
+            "protocol",
+            `SVM_READY ${m.seq} for no checkpoint in flight (replayed or out of order)`,
+            {
+              seq: m.seq,
+            },
+          );
+        }
+        const first = this.#unacked.keys().next().value;
+        if (first !== m.seq)
+          throw new ReplicationError("protocol", `SVM_READY ${m.seq} before ${first}`, { seq: m.seq });
+        const verified = entry.digest === undefined ? undefined : await this.#verify(m.seq, entry.digest);
+        this.#unacked.delete(m.seq);
+        this.proxy.releaseUpTo(Number(m.seq));
+        this.#record({ ...entry.record, backBytes: back.bytes - b0, verified });
+      }
+    } catch (e) {
+      this.#lose(
+        e instanceof ReplicationError
+          ? e
+          : new ReplicationError("link", "the Remus back channel failed", { cause: e }),
+      );
+    }
+  }
+
+  #record(r: CheckpointRecord): void {
+    this.#records.push(r);
+    addRecord(this.#totals, r);
+    this.emit("checkpoint", r);
+  }
+
+  /**
+   * End protection (idempotent): release held output, run on unprotected, close the links with a
+   * goodbye (the secondary then stands down; only a silent primary makes it take over).
+   */
+  #lose(reason: ReplicationError, state?: PrimaryState): void {
+    if (this.#reason !== undefined) return;
+    if (this.#state === "unprotected" || this.#state === "stopped") return;
+    this.#reason = reason;
+    const next: PrimaryState =
+      state ?? (reason.code === "verify-mismatch" ? "verify-failed" : "unprotected-after-loss");
+    const level = reason.code === "verify-mismatch" || reason.code === "protocol" ? "error" : "warn";
+    this.#log(level, `running UNPROTECTED: ${describeError(reason)}`, { code: reason.code });
+    try {
+      this.proxy.setMode("unprotected");
+    } catch (e) {
+      this.#log("warn", `proxy: ${describeError(e)}`);
+    }
+    this.#links?.close(true);
+    this.#pending = undefined;
+    this.#wake?.();
+    this.#unacked.clear();
+    if (!this.#inCheckpoint && this.domain.state === "suspended") void this.domain.resume().catch(() => {});
+    this.#setState(next);
+    this.emit("unprotected", reason);
+    if (next === "verify-failed") this.emit("verify-failed", reason);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * What the controllers count: one record per checkpoint (kept in a bounded ring for `colo status`
+ * and the demo) and running totals (for /metrics). Units: pages of 4 KiB, bytes, milliseconds.
+ */
+
+/** Why a checkpoint was taken. */
+export type Trigger = "seed" | "divergence" | "held-cap" | "max-interval" | "epoch" | "request";
+
+/** One checkpoint as the primary saw it. */
+export interface CheckpointRecord {
+  readonly seq: number;
+  readonly trigger: Trigger;
+  /** |A|: pages the PVM dirtied since the last checkpoint. */
+  readonly a: number;
+  /** |B|: pages the SVM dirtied (back-channel strategy only; 0 where no list travels). */
+  readonly b: number;
+  /** |A ∪ B| within the PVM's memory size: the dirty set to repair. */
+  readonly d: number;
+  /** PAGE_DATA pages actually sent (d, or every page with strategy full). */
+  readonly pagesSent: number;
+  /** Bytes of the forward stream for this checkpoint (NEW through CHECKPOINT_END). */
+  readonly bytes: number;
+  /** Bytes on the back channel for this checkpoint (states, lists, digest). */
+  readonly backBytes: number;
+  /** File-system blocks carried. */
+  readonly fsBlocks: number;
+  /** PVM pause: NEW sent (or suspend, Remus) → PVM resumed, ms. */
+  readonly pauseMs: number;
+  /** Time to write the checkpoint's records, ms. */
+  readonly sendMs: number;
+  /** Digest compared equal (true), differed (false), or not checked (undefined). */
+  readonly verified: boolean | undefined;
+}
+
+/** One checkpoint as the secondary saw it. */
+export interface SecondaryCheckpointRecord {
+  readonly seq: number;
+  /** SVM pause: NEW received → SVM resumed (Remus: receive → applied), ms. */
+  readonly pauseMs: number;
+  /** Pages the checkpoint carried. */
+  readonly pages: number;
+  /** |B| harvested on this side. */
+  readonly b: number;
+  /** Pages restored from the cache (strategy cache). */
+  readonly fromCache: number;
+  readonly applyMs: number;
+}
+
+/** A bounded ring of the most recent records. */
+export class Ring<T> {
+  readonly #cap: number;
+  #items: T[] = [];
+  constructor(cap = 1024) {
+    this.#cap = cap;
+  }
+  push(item: T): void {
+    this.#items.push(item);
+    if (this.#items.length > this.#cap) this.#items.splice(0, this.#items.length - this.#cap);
+  }
+  get last(): T | undefined {
+    return this.#items[this.#items.length - 1];
+  }
+  toArray(): T[] {
+    return this.#items.slice();
+  }
+}
+
+/** Running totals of the primary. */
+export interface PrimaryTotals {
+  checkpoints: number;
+  pagesA: number;
+  pagesB: number;
+  pagesD: number;
+  pagesSent: number;
+  bytes: number;
+  backBytes: number;
+  verified: number;
+  verifyFailures: number;
+  pauseMsTotal: number;
+  triggers: Record<Trigger, number>;
+}
+
+export function emptyTotals(): PrimaryTotals {
+  return {
+    checkpoints: 0,
+    pagesA: 0,
+    pagesB: 0,
+    pagesD: 0,
+    pagesSent: 0,
+    bytes: 0,
+    backBytes: 0,
+    verified: 0,
+    verifyFailures: 0,
+    pauseMsTotal: 0,
+    triggers: { seed: 0, divergence: 0, "held-cap": 0, "max-interval": 0, epoch: 0, request: 0 },
+  };
+}
+
+export function addRecord(t: PrimaryTotals, r: CheckpointRecord): void {
+  t.checkpoints++;
+  t.pagesA += r.a;
+  t.pagesB += r.b;
+  t.pagesD += r.d;
+  t.pagesSent += r.pagesSent;
+  t.bytes += r.bytes;
+  t.backBytes += r.backBytes;
+  t.pauseMsTotal += r.pauseMs;
+  t.triggers[r.trigger]++;
+  if (r.verified === true) t.verified++;
+  if (r.verified === false) t.verifyFailures++;
+}
+
+/** p-th percentile (0..100) of a list, nearest rank; NaN when empty. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((x, y) => x - y);
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}

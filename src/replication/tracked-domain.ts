@@ -1,0 +1,133 @@
+/**
+ * The secondary's view of its replica for the engine: a Domain that forwards every call to the
+ * real one and remembers what the engine applied, which the controller needs after a checkpoint:
+ * - the pfns written since `takeWritten()` (the cache strategy updates its cache with them);
+ * - the last host state applied (its per-connection input offsets tell the mirror receiver
+ *   which mirrored input the checkpoint already holds).
+ */
+import type {
+  Domain,
+  DomainState,
+  FsBlockRef,
+  FsBlockSelection,
+  GuestEnd,
+  ModuleIdentity,
+} from "../guest/domain.ts";
+import type { ConnId } from "../guest/port.ts";
+import type { HostState } from "../guest/wasi/state.ts";
+import { decodeState } from "../guest/wasi/state-codec.ts";
+
+export class TrackedDomain implements Domain {
+  readonly inner: Domain;
+  #written = new Set<number>();
+  #hostState: Uint8Array | undefined;
+
+  constructor(inner: Domain) {
+    this.inner = inner;
+  }
+
+  get state(): DomainState {
+    return this.inner.state;
+  }
+  get end(): GuestEnd | undefined {
+    return this.inner.end;
+  }
+  get identity(): ModuleIdentity {
+    return this.inner.identity;
+  }
+  /** The last host-state body applied (undefined before the first). */
+  get lastHostState(): Uint8Array | undefined {
+    return this.#hostState;
+  }
+  /** Pfns written by the engine since the last call, and forget them. */
+  takeWritten(): Set<number> {
+    const w = this.#written;
+    this.#written = new Set();
+    return w;
+  }
+
+  pageCount(): number {
+    return this.inner.pageCount();
+  }
+  resize(pages: number): Promise<void> {
+    return this.inner.resize(pages);
+  }
+  readPage(pfn: number, dst: Uint8Array): void {
+    this.inner.readPage(pfn, dst);
+  }
+  writePage(pfn: number, src: Uint8Array): void {
+    this.inner.writePage(pfn, src);
+    this.#written.add(pfn);
+  }
+  harvestDirty(): Uint32Array {
+    return this.inner.harvestDirty();
+  }
+  start(): Promise<void> {
+    return this.inner.start();
+  }
+  suspend(): Promise<void> {
+    return this.inner.suspend();
+  }
+  resume(): Promise<void> {
+    return this.inner.resume();
+  }
+  captureContext(): Promise<Uint8Array> {
+    return this.inner.captureContext();
+  }
+  applyContext(body: Uint8Array): Promise<void> {
+    return this.inner.applyContext(body);
+  }
+  captureHostState(fs: FsBlockSelection): Promise<Uint8Array> {
+    return this.inner.captureHostState(fs);
+  }
+  async applyHostState(body: Uint8Array): Promise<void> {
+    await this.inner.applyHostState(body);
+    this.#hostState = body.slice();
+  }
+  harvestFsDirty(): Promise<FsBlockRef[]> {
+    return this.inner.harvestFsDirty();
+  }
+  digest(): Promise<Uint8Array> {
+    return this.inner.digest();
+  }
+  destroy(): Promise<void> {
+    return this.inner.destroy();
+  }
+}
+
+function emptyHostState(): HostState {
+  return {
+    args: [],
+    env: [],
+    fds: new Map(),
+    conns: new Map(),
+    pendingAccepts: [],
+    stdoutOffset: 0,
+    stderrOffset: 0,
+    monoStart: 0n,
+    inodes: new Map(),
+    nextIno: 1,
+    roots: [],
+  };
+}
+
+/** What the secondary needs from a host-state body. */
+export interface HostSummary {
+  /** Per open connection, its input offset: every byte delivered to the host, read or queued. */
+  readonly inputs: Map<ConnId, number>;
+  readonly stdout: number;
+  readonly stderr: number;
+  /** Highest connection id the state holds (-1: none). */
+  readonly maxConn: number;
+}
+
+export function hostSummary(hostState: Uint8Array): HostSummary {
+  const { state } = decodeState(hostState, emptyHostState());
+  const inputs = new Map<ConnId, number>();
+  let maxConn = -1;
+  for (const [id, c] of state.conns) {
+    inputs.set(id, c.inOffset);
+    if (id > maxConn) maxConn = id;
+  }
+  return { inputs, stdout: state.stdoutOffset, stderr: state.stderrOffset, maxConn };
+}
