@@ -580,9 +580,9 @@ export class StreamDecoder<S extends boolean = false> {
     if (this.pending === null) {
       const h = this.take(RECORD_HEADER_SIZE);
       if (h === undefined) return undefined;
-      const view = new DataView(h.buffer, h.byteOffset, 8);
-      const type = view.getUint32(0, true);
-      const length = view.getUint32(4, true);
+      // little-endian u32 type, u32 length (no DataView allocated per record)
+      const type = (h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0;
+      const length = (h[4]! | (h[5]! << 8) | (h[6]! << 16) | (h[7]! << 24)) >>> 0;
       this.pending = this.admit(type, length);
       if (this.pending.codec === undefined) {
         this.skipLeft = length + paddingFor(length);
