@@ -1,0 +1,201 @@
+/**
+ * The fault scenarios, shared by the short tests (test/fault/*.test.ts), the long campaign
+ * (scripts/fault-campaign.ts) and the failover benchmark (bench/failover.bench.ts). Each run
+ * starts a real `colo secondary` and `colo primary` with the kv guest on loopback, drives the
+ * write workload at the service addresses, injects one fault, and checks the history.
+ */
+import net from "node:net";
+import { ColoProc, KV, prng, scratch } from "./cluster.ts";
+import { checkHistory, type HistoryVerdict } from "./history.ts";
+import { waitForPong } from "./resp.ts";
+import { type Address, readAll, sleep, Workload } from "./workload.ts";
+
+/** A free loopback TCP port (bound and released; a small race, acceptable in tests). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+export interface PairOptions {
+  readonly heartbeatMs?: number;
+  readonly heartbeatTimeoutMs?: number;
+  /** Checkpoint at least this often (ms): small values make kills land mid-checkpoint often. */
+  readonly maxIntervalMs?: number;
+  readonly fenceCmd?: string;
+  readonly extraPrimary?: readonly string[];
+  readonly extraSecondary?: readonly string[];
+  /** Command prefixes (e.g. ip netns exec NS) and hosts, for the namespace test. */
+  readonly primaryPrefix?: readonly string[];
+  readonly secondaryPrefix?: readonly string[];
+  readonly primaryHost?: string;
+  readonly secondaryHost?: string;
+  readonly tag?: string;
+}
+
+export interface Pair {
+  readonly primary: ColoProc;
+  readonly secondary: ColoProc;
+  readonly primaryService: Address;
+  readonly secondaryService: Address;
+  readonly replication: Address;
+  readonly name: string;
+  stop(): Promise<void>;
+}
+
+/** The protected line the primary prints once the seed is acknowledged. */
+export const PROTECTED_RE = /protected|seeded|SVM_READY 1\b/i;
+export const UNPROTECTED_RE = /UNPROTECTED/;
+
+/** Start a secondary and a primary and wait until the primary is protected. */
+export async function startPair(o: PairOptions = {}): Promise<Pair> {
+  const s = scratch();
+  const pHost = o.primaryHost ?? "127.0.0.1";
+  const sHost = o.secondaryHost ?? "127.0.0.1";
+  const [pPort, sPort, rPort] =
+    o.primaryHost === undefined ? [await freePort(), await freePort(), await freePort()] : [6379, 6379, 7000];
+  const name = `f${process.pid}x${Math.floor(Math.random() * 1e9).toString(36)}`;
+  const hb = [
+    "--heartbeat-ms",
+    String(o.heartbeatMs ?? 100),
+    "--heartbeat-timeout-ms",
+    String(o.heartbeatTimeoutMs ?? 500),
+  ];
+  const fence = o.fenceCmd === undefined ? [] : ["--fence-cmd", o.fenceCmd];
+  const env = { COLO_PSK_FILE: s.psk, XDG_RUNTIME_DIR: s.dir };
+  const secondary = new ColoProc(
+    "secondary",
+    [
+      "secondary",
+      "--name",
+      `${name}-s`,
+      "--listen",
+      `${sHost}:${rPort}`,
+      "--service",
+      `${sHost}:${sPort}`,
+      "--psk-file",
+      s.psk,
+      ...(sHost === "127.0.0.1" ? [] : ["--listen-any"]),
+      ...hb,
+      ...fence,
+      ...(o.extraSecondary ?? []),
+    ],
+    env,
+    o.secondaryPrefix,
+  );
+  await secondary.waitFor(/listen/i, 30_000);
+  const primary = new ColoProc(
+    "primary",
+    [
+      "primary",
+      KV,
+      "--name",
+      name,
+      "--service",
+      `${pHost}:${pPort}`,
+      "--secondary",
+      `${sHost}:${rPort}`,
+      "--psk-file",
+      s.psk,
+      ...(o.maxIntervalMs === undefined ? [] : ["--max-interval-ms", String(o.maxIntervalMs)]),
+      ...hb,
+      ...fence,
+      ...(o.extraPrimary ?? []),
+    ],
+    env,
+    o.primaryPrefix,
+  );
+  try {
+    await primary.waitFor(PROTECTED_RE, 60_000);
+  } catch (e) {
+    await Promise.all([primary.kill9(), secondary.kill9()]);
+    s.cleanup();
+    throw e;
+  }
+  return {
+    primary,
+    secondary,
+    primaryService: { host: pHost, port: pPort },
+    secondaryService: { host: sHost, port: sPort },
+    replication: { host: sHost, port: rPort },
+    name,
+    async stop() {
+      await Promise.all([primary.stop(), secondary.stop()]);
+      s.cleanup();
+    },
+  };
+}
+
+export interface RunResult {
+  readonly verdict: HistoryVerdict;
+  /** Primary killed → secondary answers PING on its service address (ms); kill-primary only. */
+  readonly failoverMs: number | undefined;
+  readonly killAfterMs: number;
+}
+
+/**
+ * kill -9 of the primary at a seeded random moment under the write workload; the workload moves
+ * to the secondary's address; every key is then read from the secondary and checked.
+ */
+export async function killPrimaryRun(
+  seed: number,
+  o: PairOptions & { maxKillDelayMs?: number } = {},
+): Promise<RunResult> {
+  const rnd = prng(seed);
+  const pair = await startPair({ maxIntervalMs: 20, ...o });
+  try {
+    const wl = new Workload({
+      addresses: () => [pair.primaryService, pair.secondaryService],
+      clients: 4,
+      maxMs: 30_000,
+      tag: `s${seed}`,
+    }).start();
+    await wl.progress(20, 20_000);
+    const killAfterMs = Math.floor(rnd() * (o.maxKillDelayMs ?? 400));
+    await sleep(killAfterMs);
+    const t0 = performance.now();
+    await pair.primary.kill9();
+    const up = await waitForPong(pair.secondaryService.host, pair.secondaryService.port, 20_000, 2);
+    const failoverMs = up ? performance.now() - t0 : undefined;
+    if (!up) throw new Error(`secondary never served after the kill; stderr:\n${pair.secondary.err}`);
+    await wl.progress(20, 10_000);
+    await wl.stop();
+    const reads = await readAll(
+      pair.secondaryService,
+      wl.writes.map((w) => w.key),
+    );
+    return { verdict: checkHistory(wl.writes, reads), failoverMs, killAfterMs };
+  } finally {
+    await pair.stop();
+  }
+}
+
+/** kill -9 of the secondary: the primary runs on unprotected; keys read from the primary. */
+export async function killSecondaryRun(seed: number, o: PairOptions = {}): Promise<RunResult> {
+  const rnd = prng(seed);
+  const pair = await startPair({ maxIntervalMs: 20, ...o });
+  try {
+    const wl = new Workload({
+      addresses: () => [pair.primaryService],
+      clients: 4,
+      maxMs: 30_000,
+      tag: `t${seed}`,
+    }).start();
+    await wl.progress(20, 20_000);
+    const killAfterMs = Math.floor(rnd() * 300);
+    await sleep(killAfterMs);
+    await pair.secondary.kill9();
+    await pair.primary.waitFor(UNPROTECTED_RE, 10_000);
+    await wl.progress(50, 10_000);
+    await wl.stop();
+    const reads = await readAll(
+      pair.primaryService,
+      wl.writes.map((w) => w.key),
+    );
+    return { verdict: checkHistory(wl.writes, reads), failoverMs: undefined, killAfterMs };
+  } finally {
+    await pair.stop();
+  }
+}
