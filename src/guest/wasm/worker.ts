@@ -12,6 +12,7 @@
 import { randomFillSync } from "node:crypto";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import type { PortInput, PortOutput } from "../port.ts";
+import { createRealtimeClock } from "../wasi/clocks.ts";
 import {
   type CreateWasiHost,
   type HostEnv,
@@ -94,7 +95,7 @@ const env: HostEnv = {
     post({ t: "output", event });
   },
   monotonicNs: () => process.hrtime.bigint(),
-  realtimeNs: () => BigInt(Date.now()) * 1_000_000n,
+  realtimeNs: createRealtimeClock(),
   randomFill(buf: Uint8Array): void {
     randomFillSync(buf);
   },
