@@ -3,12 +3,16 @@
  * fd_write to stdout/stderr (as port outputs), fd_read on fd 0 fed by port input on conn 0 (a
  * blocking call), clock_time_get, random_get (seeded, so runs are reproducible), proc_exit,
  * sched_yield. Its state is a canonical little JSON document.
+ *
+ * Test hook: env "STUB_STOP_AT=3,17" makes the host request a stop (throw StopRequested) on
+ * entry to host calls number 3 and 17 (counting from 0), once each: capture at chosen calls.
  */
 import type { FsBlockRef } from "../../src/guest/domain.ts";
 import type { PortInput } from "../../src/guest/port.ts";
 import {
   type HostEnv,
   ProcExit,
+  StopRequested,
   type WasiHost,
   type WasiHostOptions,
 } from "../../src/guest/wasi/contract.ts";
@@ -25,10 +29,17 @@ interface State {
   clock: string; // virtual monotonic ns, advanced 1 ms per clock_time_get (deterministic)
   rng: number; // xorshift32 state
   calls: number;
+  stopped: number; // the call number at which the last hook stop happened
 }
 
 export function createWasiHost(options: WasiHostOptions, env: HostEnv): WasiHost {
-  let s: State = { out: [0, 0], input: [], eof: false, clock: "0", rng: 0x9e3779b9, calls: 0 };
+  let s: State = { out: [0, 0], input: [], eof: false, clock: "0", rng: 0x9e3779b9, calls: 0, stopped: -1 };
+  const stopAt = new Set(
+    (options.env.find((e) => e.startsWith("STUB_STOP_AT="))?.slice(13) ?? "")
+      .split(",")
+      .filter((x) => x !== "")
+      .map(Number),
+  );
   const enc = new TextEncoder();
   const args = options.args.map((a) => enc.encode(`${a}\0`));
 
@@ -71,7 +82,6 @@ export function createWasiHost(options: WasiHostOptions, env: HostEnv): WasiHost
       return 0;
     },
     fd_write(fd: number, iovs: number, n: number, nwritten: number): number {
-      s.calls++;
       if (fd !== 1 && fd !== 2) return EBADF;
       if (!check(iovs, n * 8)) return EFAULT;
       const mem = env.memory();
@@ -99,7 +109,6 @@ export function createWasiHost(options: WasiHostOptions, env: HostEnv): WasiHost
     },
     fd_read(fd: number, iovs: number, n: number, nread: number): number {
       if (fd !== 0) return EBADF;
-      s.calls++;
       env.pump();
       while (s.input.length === 0 && !s.eof) env.wait(undefined); // may throw StopRequested: no state changed yet
       if (s.input.length === 0) {
@@ -137,7 +146,6 @@ export function createWasiHost(options: WasiHostOptions, env: HostEnv): WasiHost
       return ESPIPE;
     },
     clock_time_get(_id: number, _precision: bigint, out: number): number {
-      s.calls++;
       const t = BigInt(s.clock) + 1_000_000n;
       s.clock = String(t);
       view().setBigUint64(out, t, true);
@@ -145,7 +153,6 @@ export function createWasiHost(options: WasiHostOptions, env: HostEnv): WasiHost
       return 0;
     },
     random_get(buf: number, len: number): number {
-      s.calls++;
       if (!check(buf, len)) return EFAULT;
       const bytes = new Uint8Array(len);
       for (let i = 0; i < len; i++) {
@@ -160,7 +167,6 @@ export function createWasiHost(options: WasiHostOptions, env: HostEnv): WasiHost
       return 0;
     },
     sched_yield(): number {
-      s.calls++;
       return 0;
     },
     proc_exit(code: number): never {
@@ -171,8 +177,21 @@ export function createWasiHost(options: WasiHostOptions, env: HostEnv): WasiHost
     },
   };
 
+  const wrapped: Record<string, (...args: never[]) => unknown> = {};
+  for (const [name, f] of Object.entries(imports) as [string, (...args: never[]) => unknown][]) {
+    wrapped[name] = (...args: never[]) => {
+      if (stopAt.has(s.calls) && s.stopped !== s.calls) {
+        s.stopped = s.calls;
+        throw new StopRequested(`stub stop at call ${s.calls}`);
+      }
+      const r = f(...args);
+      s.calls++;
+      return r;
+    };
+  }
+
   return {
-    imports: () => imports as unknown as ReturnType<WasiHost["imports"]>,
+    imports: () => wrapped as unknown as ReturnType<WasiHost["imports"]>,
     deliver(event: PortInput): number {
       if (event.conn !== 0) return 0;
       if (event.kind === "data") s.input.push(Buffer.from(event.bytes).toString("base64"));

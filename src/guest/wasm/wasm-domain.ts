@@ -323,6 +323,19 @@ export class WasmDomain implements Domain, GuestPort {
     dst.set(v.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE));
   }
 
+  pageView(pfn: number, count: number): Uint8Array {
+    this.#check("pageView");
+    let v = this.#view;
+    const end = (pfn + count) * PAGE_SIZE;
+    if (!Number.isInteger(pfn) || !Number.isInteger(count) || pfn < 0 || count < 0 || end > v.byteLength) {
+      v = this.#refreshView();
+      if (!Number.isInteger(pfn) || !Number.isInteger(count) || pfn < 0 || count < 0 || end > v.byteLength) {
+        throw new RangeError(`pages ${pfn}+${count} out of range (${v.byteLength >>> PAGE_SHIFT} pages)`);
+      }
+    }
+    return v.subarray(pfn * PAGE_SIZE, end);
+  }
+
   writePage(pfn: number, src: Uint8Array): void {
     this.#check("writePage", "created", "suspended");
     const v = this.#pageView(pfn, src);
