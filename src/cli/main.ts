@@ -59,6 +59,30 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
     load: () => import("./receive.ts"),
   },
   {
+    name: "primary",
+    usage: "colo primary GUEST.wasm --service H:P --secondary H:P [--mode colo|remus] [--verify]",
+    summary: "run a guest protected by a secondary (COLO or Remus)",
+    load: () => import("./primary.ts"),
+  },
+  {
+    name: "secondary",
+    usage: "colo secondary --listen HOST:PORT --service HOST:PORT [--psk-file F]",
+    summary: "keep a replica of a primary's guest; take over if the primary is lost",
+    load: () => import("./secondary.ts"),
+  },
+  {
+    name: "status",
+    usage: "colo status [NAME] [--json]",
+    summary: "replication state of a named primary or secondary",
+    load: () => import("./status.ts"),
+  },
+  {
+    name: "demo",
+    usage: "colo demo [--json]",
+    summary: "start a local primary and secondary with the KV guest, drive load, print a summary",
+    load: () => import("./demo.ts"),
+  },
+  {
     name: "failover",
     usage: "colo failover NAME",
     summary: "tell secondary NAME to take over now",

@@ -1,0 +1,288 @@
+/**
+ * `colo primary GUEST.wasm --service HOST:PORT --secondary HOST:PORT [--mode colo|remus]
+ *  [--strategy back-channel|cache|full] [--min-interval-ms N] [--max-interval-ms N] [--epoch-ms N]
+ *  [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT] [-- ARGS…]`
+ *
+ * Runs the guest as the primary replica (PVM) behind the proxy on --service, seeds the secondary
+ * at --secondary and protects the guest from then on (src/replication/primary.ts). Messages go to
+ * stderr prefixed "colo primary:"; two of them are for scripts: "colo primary: service on
+ * HOST:PORT" once clients can connect, and "colo primary: protected" once the seed is done.
+ *
+ * Exit status: the guest's; 1 load/connect failure; 2 usage; 3 a --verify mismatch (a bug in
+ * colo: the secondary was not a faithful copy); 130/143 on SIGINT/SIGTERM.
+ */
+import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import { parseArgs } from "node:util";
+import type { WasmDomain as WasmDomainType } from "../guest/wasm/wasm-domain.ts";
+import type { PrimaryProxy } from "../proxy/primary.ts";
+import { type ReplicationSettings, STRATEGIES, settings } from "../replication/config.ts";
+import { describeError } from "../replication/errors.ts";
+import type { PrimaryController } from "../replication/primary.ts";
+import { failure, usageError } from "./control.ts";
+import { formatServiceAddress, parseServiceAddress } from "./service.ts";
+
+export const USAGE = `usage: colo primary GUEST.wasm --service HOST:PORT --secondary HOST:PORT [--mode colo|remus]
+                [--strategy back-channel|cache|full] [--min-interval-ms N] [--max-interval-ms N]
+                [--epoch-ms N] [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT] [-- ARGS…]
+
+Run GUEST.wasm as the primary of a replicated pair: clients connect to --service (the proxy);
+the secondary (\`colo secondary\`) at --secondary is seeded by live migration and kept an exact
+copy by checkpoints. If the secondary is lost the guest runs on unprotected.
+
+options:
+  --service HOST:PORT     client-facing address (default 127.0.0.1:6379; port 0 picks one)
+  --secondary HOST:PORT   the secondary's --listen address (required)
+  --mode colo|remus       colo: both replicas run, outputs compared (default); remus: only the
+                          primary runs, outputs held until the checkpoint covering them is acked
+  --strategy S            colo: back-channel (default: S sends its dirty pages B, P sends A ∪ B),
+                          cache (S keeps the last checkpoint's memory, P sends A), full (all pages)
+  --min-interval-ms N     never checkpoint sooner than N ms after the last one (default 2)
+  --max-interval-ms N     checkpoint at least every N ms (colo; default 2000)
+  --epoch-ms N            remus: one checkpoint every N ms (default 100)
+  --verify                compare whole-state digests after every checkpoint; exit 3 on mismatch
+  --psk-file FILE         pre-shared key (or $COLO_PSK / $COLO_PSK_FILE)
+  --name NAME             control name for \`colo status NAME\` (default: none)
+  --metrics HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics
+  --connect-timeout-ms N  keep trying to reach the secondary this long (default 10000)
+  --insecure-no-tls       plain TCP, no authentication (tests only)
+  -- ARGS…                the guest's arguments
+`;
+
+function say(m: string): void {
+  process.stderr.write(`colo primary: ${m}\n`);
+}
+
+function num(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number`);
+  return n;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const dash = argv.indexOf("--");
+  const own = dash < 0 ? argv : argv.slice(0, dash);
+  const guestArgs = dash < 0 ? [] : argv.slice(dash + 1);
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  let s: ReplicationSettings;
+  let connectTimeout: number;
+  try {
+    ({ values, positionals } = parseArgs({
+      args: own,
+      allowPositionals: true,
+      options: {
+        service: { type: "string" },
+        secondary: { type: "string" },
+        mode: { type: "string" },
+        strategy: { type: "string" },
+        "min-interval-ms": { type: "string" },
+        "max-interval-ms": { type: "string" },
+        "epoch-ms": { type: "string" },
+        verify: { type: "boolean" },
+        "psk-file": { type: "string" },
+        name: { type: "string" },
+        metrics: { type: "string" },
+        "connect-timeout-ms": { type: "string" },
+        "insecure-no-tls": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+    if (values.help === true) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    if (positionals.length !== 1)
+      throw new Error(positionals.length === 0 ? "missing GUEST.wasm" : "one GUEST.wasm only");
+    const mode = (values.mode ?? "colo") as string;
+    if (mode !== "colo" && mode !== "remus") throw new Error(`--mode ${mode}: colo or remus`);
+    const strategy = (values.strategy ?? "back-channel") as string;
+    if (!STRATEGIES.includes(strategy as ReplicationSettings["strategy"]))
+      throw new Error(`--strategy ${strategy}: ${STRATEGIES.join(", ")}`);
+    s = settings({
+      mode,
+      strategy: strategy as ReplicationSettings["strategy"],
+      verify: values.verify === true,
+      ...(values["min-interval-ms"] === undefined
+        ? {}
+        : { minIntervalMs: num(values["min-interval-ms"], "--min-interval-ms")! }),
+      ...(values["max-interval-ms"] === undefined
+        ? {}
+        : { maxIntervalMs: num(values["max-interval-ms"], "--max-interval-ms")! }),
+      ...(values["epoch-ms"] === undefined ? {} : { epochMs: num(values["epoch-ms"], "--epoch-ms")! }),
+    });
+    connectTimeout = num(values["connect-timeout-ms"], "--connect-timeout-ms") ?? 10_000;
+  } catch (e) {
+    return usageError("colo primary", (e as Error).message, USAGE);
+  }
+  const service = parseServiceAddress(typeof values.service === "string" ? values.service : "127.0.0.1:6379");
+  if (service === undefined) return usageError("colo primary", "--service is not HOST:PORT", USAGE);
+  const secondary = typeof values.secondary === "string" ? parseServiceAddress(values.secondary) : undefined;
+  if (secondary === undefined) return usageError("colo primary", "--secondary HOST:PORT is required", USAGE);
+  const metricsAt = typeof values.metrics === "string" ? parseServiceAddress(values.metrics) : undefined;
+  if (values.metrics !== undefined && metricsAt === undefined)
+    return usageError("colo primary", "--metrics is not HOST:PORT", USAGE);
+  const modulePath = positionals[0]!;
+  const name = typeof values.name === "string" ? values.name : undefined;
+
+  const { securityFromOptions } = await import("../transport/security.ts");
+  let security: ReturnType<typeof securityFromOptions>;
+  try {
+    security = securityFromOptions({
+      pskFile: typeof values["psk-file"] === "string" ? values["psk-file"] : undefined,
+      insecure: values["insecure-no-tls"] === true,
+    });
+  } catch (e) {
+    return failure("colo primary", e);
+  }
+
+  // Load and start the guest behind the proxy, unprotected.
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(modulePath);
+  } catch (e) {
+    return failure("colo primary", e);
+  }
+  const { WasmDomain } = await import("../guest/wasm/wasm-domain.ts");
+  const { DEFAULT_FS_LIMIT_BYTES } = await import("./run.ts");
+  const { PrimaryProxy } = await import("../proxy/primary.ts");
+  const { PrimaryController } = await import("../replication/primary.ts");
+  const { capabilitiesOf } = await import("../replication/config.ts");
+  const { dialSecondary } = await import("../replication/links.ts");
+  let domain: WasmDomainType;
+  try {
+    domain = await WasmDomain.create(bytes, {
+      host: {
+        args: [basename(modulePath), ...guestArgs],
+        env: [],
+        preopens: [],
+        fsLimitBytes: DEFAULT_FS_LIMIT_BYTES,
+      },
+    });
+  } catch (e) {
+    say(`cannot load ${modulePath}: ${(e as Error).message}`);
+    return 1;
+  }
+  const proxy: PrimaryProxy = new PrimaryProxy({
+    port: domain,
+    mode: "unprotected",
+    host: service.host,
+    listenPort: service.port,
+  });
+  let bound: string;
+  try {
+    const a = await proxy.listen();
+    bound = formatServiceAddress({ host: a.address, port: a.port });
+  } catch (e) {
+    await domain.destroy();
+    say(`cannot listen on ${formatServiceAddress(service)}: ${(e as Error).message}`);
+    return 1;
+  }
+  await domain.start();
+  say(`service on ${bound}`);
+
+  const log = (level: string, m: string): void => say(level === "info" ? m : `${level.toUpperCase()}: ${m}`);
+  const controller: PrimaryController = new PrimaryController({ domain, proxy, settings: s, log });
+  let exitStatus: number | undefined;
+  let wake: () => void = () => {};
+  const finished = new Promise<void>((r) => {
+    wake = r;
+  });
+  const end = (status: number): void => {
+    exitStatus ??= status;
+    wake();
+  };
+  controller.on("verify-failed", (e) => {
+    say(`VERIFY FAILED: ${e.message}`);
+    end(3);
+  });
+  process.once("SIGINT", () => end(130));
+  process.once("SIGTERM", () => end(143));
+
+  // Control socket and metrics.
+  let control: { close(): Promise<void> } | undefined;
+  if (name !== undefined) {
+    const { startControlServer } = await import("../save/control.ts");
+    try {
+      control = await startControlServer(name, {
+        info: async () => ({
+          name,
+          pid: process.pid,
+          state: `${domain.state}, ${controller.state}`,
+          pages: domain.pageCount(),
+          service: bound,
+        }),
+        status: async () => ({ name, service: bound, ...controller.status(), proxy: proxy.metrics() }),
+      });
+    } catch (e) {
+      say(`no control socket for '${name}': ${describeError(e)}`);
+    }
+  }
+  let metricsServer: { close(): void } | undefined;
+  if (metricsAt !== undefined) {
+    const { replicationRegistry, serveMetrics } = await import("../replication/metrics.ts");
+    try {
+      metricsServer = await serveMetrics(
+        replicationRegistry(
+          () => controller.status(),
+          () => proxy,
+        ),
+        metricsAt.host,
+        metricsAt.port,
+      );
+      say(`metrics on http://${formatServiceAddress(metricsAt)}/metrics`);
+    } catch (e) {
+      say(`cannot serve metrics: ${describeError(e)}`);
+    }
+  }
+
+  // Reach the secondary (it may still be starting) and seed it.
+  void (async () => {
+    const deadline = Date.now() + connectTimeout;
+    for (;;) {
+      try {
+        const links = await dialSecondary({
+          host: secondary.host,
+          port: secondary.port,
+          security,
+          capabilities: capabilitiesOf(s),
+        });
+        await controller.protect(links);
+        say(
+          `protected (${s.mode}${s.mode === "colo" ? `, ${s.strategy}` : ""}${s.verify ? ", verify" : ""}) by ${formatServiceAddress(secondary)}`,
+        );
+        return;
+      } catch (e) {
+        if (exitStatus !== undefined) return;
+        if (Date.now() > deadline || controller.state !== "unprotected") {
+          say(`WARNING: running UNPROTECTED: ${describeError(e)}`);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  })();
+
+  // Run until the guest ends or a signal / verify failure says stop.
+  void (async () => {
+    while (exitStatus === undefined) {
+      await domain.whenStopped();
+      if (domain.state === "exited" || domain.state === "trapped" || domain.state === "destroyed") {
+        const e = domain.end;
+        if (e?.kind === "trap") say(`guest trapped: ${e.message}`);
+        end(e === undefined ? 1 : e.kind === "exit" ? e.code & 0xff : 1);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 5)); // suspended by a checkpoint: it resumes by itself
+    }
+  })();
+
+  await finished;
+  await controller.stop().catch(() => {});
+  await control?.close();
+  metricsServer?.close();
+  await proxy.close();
+  await domain.destroy();
+  return exitStatus ?? 0;
+}

@@ -1,0 +1,191 @@
+/**
+ * `colo secondary --listen HOST:PORT --service HOST:PORT [--psk-file F] [--name NAME]
+ *  [--metrics HOST:PORT]`
+ *
+ * Waits for a primary (`colo primary … --secondary HOST:PORT`), receives its seed and every
+ * checkpoint, and keeps the secondary replica (src/replication/secondary.ts). If the session
+ * ends by a protocol error or the primary's goodbye, it stands down and waits for a new primary;
+ * if the primary's heartbeat is lost, it takes over: the replica resumes from its own last state
+ * and serves --service, unprotected. Messages go to stderr prefixed "colo secondary:"; for
+ * scripts: "colo secondary: listening on HOST:PORT", "colo secondary: took over; service on
+ * HOST:PORT".
+ *
+ * Exit status: after a takeover, the guest's; 1 listen failure; 2 usage; 130/143 on signals.
+ */
+import { parseArgs } from "node:util";
+import { describeError } from "../replication/errors.ts";
+import type { SecondaryController } from "../replication/secondary.ts";
+import { failure, usageError, wasmRestoreTarget } from "./control.ts";
+import { formatServiceAddress, parseServiceAddress } from "./service.ts";
+
+export const USAGE = `usage: colo secondary --listen HOST:PORT --service HOST:PORT [--psk-file F] [--name NAME]
+                  [--metrics HOST:PORT]
+
+Be the secondary of a replicated pair: wait on --listen for \`colo primary\`, keep an exact copy
+of its guest, and take over on --service if the primary's heartbeat is lost. The mode, strategy
+and --verify come from the primary.
+
+options:
+  --listen HOST:PORT      replication address (loopback unless --listen-any; port 0 picks one)
+  --service HOST:PORT     client-facing address after a takeover (default 127.0.0.1:6380)
+  --psk-file FILE         pre-shared key (or $COLO_PSK / $COLO_PSK_FILE)
+  --name NAME             control name for \`colo status NAME\`
+  --metrics HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics
+  --heartbeat-timeout-ms N  declare the primary lost after N ms of silence (default 500)
+  --listen-any            allow a non-loopback --listen address
+  --insecure-no-tls       plain TCP, no authentication (tests only)
+`;
+
+function say(m: string): void {
+  process.stderr.write(`colo secondary: ${m}\n`);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        listen: { type: "string" },
+        service: { type: "string" },
+        "psk-file": { type: "string" },
+        name: { type: "string" },
+        metrics: { type: "string" },
+        "heartbeat-timeout-ms": { type: "string" },
+        "listen-any": { type: "boolean" },
+        "insecure-no-tls": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    return usageError("colo secondary", (e as Error).message, USAGE);
+  }
+  if (values.help === true) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const listenAt = typeof values.listen === "string" ? parseServiceAddress(values.listen) : undefined;
+  if (listenAt === undefined) return usageError("colo secondary", "--listen HOST:PORT is required", USAGE);
+  const service = parseServiceAddress(typeof values.service === "string" ? values.service : "127.0.0.1:6380");
+  if (service === undefined) return usageError("colo secondary", "--service is not HOST:PORT", USAGE);
+  const metricsAt = typeof values.metrics === "string" ? parseServiceAddress(values.metrics) : undefined;
+  if (values.metrics !== undefined && metricsAt === undefined)
+    return usageError("colo secondary", "--metrics is not HOST:PORT", USAGE);
+  const hbTimeout =
+    values["heartbeat-timeout-ms"] === undefined ? 500 : Number(values["heartbeat-timeout-ms"]);
+  if (!(hbTimeout > 100)) return usageError("colo secondary", "--heartbeat-timeout-ms must be > 100", USAGE);
+  const name = typeof values.name === "string" ? values.name : undefined;
+
+  const { securityFromOptions } = await import("../transport/security.ts");
+  const { listenForPrimary } = await import("../replication/links.ts");
+  const { SecondaryController } = await import("../replication/secondary.ts");
+  let security: ReturnType<typeof securityFromOptions>;
+  try {
+    security = securityFromOptions({
+      pskFile: typeof values["psk-file"] === "string" ? values["psk-file"] : undefined,
+      insecure: values["insecure-no-tls"] === true,
+    });
+  } catch (e) {
+    return failure("colo secondary", e);
+  }
+
+  const log = (level: string, m: string): void => say(level === "info" ? m : `${level.toUpperCase()}: ${m}`);
+  const newController = (): SecondaryController =>
+    new SecondaryController({
+      createTarget: wasmRestoreTarget,
+      takeover: { host: service.host, listenPort: service.port },
+      log,
+    });
+  let controller = newController();
+  let exitStatus: number | undefined;
+  let wake: () => void = () => {};
+  const finished = new Promise<void>((r) => {
+    wake = r;
+  });
+  const end = (status: number): void => {
+    exitStatus ??= status;
+    wake();
+  };
+  process.once("SIGINT", () => end(130));
+  process.once("SIGTERM", () => end(143));
+
+  let takenOver: { close(): Promise<void> } | undefined;
+  let listener: Awaited<ReturnType<typeof listenForPrimary>>;
+  try {
+    listener = await listenForPrimary(
+      {
+        host: listenAt.host,
+        port: listenAt.port,
+        security,
+        allowNonLoopback: values["listen-any"] === true,
+        heartbeat: { timeoutMs: hbTimeout },
+      },
+      (links) => {
+        const c = controller;
+        say(`primary ${links.peer} connected`);
+        void c.serve(links).then(async (outcome) => {
+          if (outcome.kind === "stood-down") {
+            say(`stood down (${describeError(outcome.reason)}); waiting for a primary`);
+            controller = newController();
+            listener.setSession(undefined);
+            return;
+          }
+          takenOver = outcome.proxy;
+          const a = await outcome.proxy.listen();
+          say(`took over; service on ${formatServiceAddress({ host: a.address, port: a.port })}`);
+          await listener.close();
+          const domain = outcome.domain as typeof outcome.domain & { whenStopped(): Promise<void> };
+          while (exitStatus === undefined && domain.state === "running") await domain.whenStopped();
+          const e = domain.end;
+          end(e === undefined ? 0 : e.kind === "exit" ? e.code & 0xff : 1);
+        });
+      },
+      () => controller.state !== "waiting",
+    );
+  } catch (e) {
+    return failure("colo secondary", e);
+  }
+  listener.onRefused((info) => say(`refused ${info.remote}: ${info.error.message}`));
+  say(`listening on ${formatServiceAddress({ host: listener.host, port: listener.port })}`);
+
+  let control: { close(): Promise<void> } | undefined;
+  if (name !== undefined) {
+    const { startControlServer } = await import("../save/control.ts");
+    try {
+      control = await startControlServer(name, {
+        info: async () => ({
+          name,
+          pid: process.pid,
+          state: `secondary ${controller.state}`,
+          pages: controller.domain?.pageCount() ?? 0,
+          service: formatServiceAddress(service),
+        }),
+        status: async () => ({ name, service: formatServiceAddress(service), ...controller.status() }),
+      });
+    } catch (e) {
+      say(`no control socket for '${name}': ${describeError(e)}`);
+    }
+  }
+  let metricsServer: { close(): void } | undefined;
+  if (metricsAt !== undefined) {
+    const { replicationRegistry, serveMetrics } = await import("../replication/metrics.ts");
+    try {
+      metricsServer = await serveMetrics(
+        replicationRegistry(() => controller.status()),
+        metricsAt.host,
+        metricsAt.port,
+      );
+      say(`metrics on http://${formatServiceAddress(metricsAt)}/metrics`);
+    } catch (e) {
+      say(`cannot serve metrics: ${describeError(e)}`);
+    }
+  }
+
+  await finished;
+  await listener.close().catch(() => {});
+  await control?.close();
+  metricsServer?.close();
+  await takenOver?.close();
+  await controller.domain?.destroy().catch(() => {});
+  return exitStatus ?? 0;
+}
