@@ -249,7 +249,8 @@ export interface ReceiveOptions extends RestoreOptions {
  * RestoreError "no-go" is thrown.
  */
 export async function receiveMigration(link: TargetLink, opts: ReceiveOptions): Promise<Domain> {
-  const reader = new RecordReader(link.source);
+  // pre-copy rounds go straight into the not-yet-started target: stream PAGE_DATA (one copy)
+  const reader = new RecordReader(link.source, { streamPageData: true });
   const back = new BackChannelWriter(link.back);
   const seed = await restoreSeed(reader, opts);
   const { domain } = seed;
@@ -257,7 +258,7 @@ export async function receiveMigration(link: TargetLink, opts: ReceiveOptions): 
     if (seed.end !== "end") throw new RestoreError("malformed", "a checkpointed stream, not a migration");
     await opts.onReceived?.(domain);
     await back.received();
-    let go: Awaited<ReturnType<RecordReader["next"]>>;
+    let go: Awaited<ReturnType<typeof reader.next>>;
     try {
       go = await reader.next();
     } catch (e) {

@@ -6,29 +6,40 @@
  * checkpointed one only between checkpoints; a back channel at any record boundary). It rejects
  * with the decoder's StreamError (code "truncated" for an early end) or the source's error.
  *
- * Ownership: record bodies are views that stay valid until the following `next()` call.
+ * Ownership: record bodies are views that stay valid until the following `next()` call. With
+ * `streamPageData: true` PAGE_DATA arrives as page-data-begin / -pages / -end items (see
+ * docs/stream-format.md); a page view is valid only until the following `next()` call too (the
+ * reader may hand the decoder its next chunk then).
  */
-import { type DecodedItem, type DecoderOptions, type RecordKey, StreamDecoder } from "../stream/decoder.ts";
+import {
+  type DecodedItem,
+  type ItemOf,
+  type RecordKey,
+  StreamDecoder,
+  type StreamedItem,
+  type StreamingDecoderOptions,
+} from "../stream/decoder.ts";
 import { StreamError } from "../stream/errors.ts";
 import type { ByteSource } from "./channel.ts";
 
-export type { DecodedItem };
+export type { DecodedItem, StreamedItem };
 
 /** A short name for an item, for messages: "PAGE_DATA" or "libxc-domain header". */
-export function itemName(item: DecodedItem): string {
-  return item.kind === "record"
-    ? `${item.name} (0x${item.type.toString(16).padStart(8, "0")})`
-    : `${item.header} header`;
+export function itemName(item: StreamedItem): string {
+  if (item.kind === "header") return `${item.header} header`;
+  if (item.kind === "record") return `${item.name} (0x${item.type.toString(16).padStart(8, "0")})`;
+  return "PAGE_DATA (0x00000001)";
 }
 
-export class RecordReader {
+/** `S`: whether PAGE_DATA is streamed (`streamPageData: true`) rather than read whole. */
+export class RecordReader<S extends boolean = false> {
   readonly source: ByteSource;
-  readonly decoder: StreamDecoder;
+  readonly decoder: StreamDecoder<S>;
   #eof = false;
 
-  constructor(source: ByteSource, options: DecoderOptions = {}) {
+  constructor(source: ByteSource, options: StreamingDecoderOptions<S> = {}) {
     this.source = source;
-    this.decoder = new StreamDecoder({ reuseBuffer: true, ...options });
+    this.decoder = new StreamDecoder<S>({ reuseBuffer: true, ...options });
   }
 
   /** Stream offset of the next unread byte. */
@@ -41,7 +52,7 @@ export class RecordReader {
     this.decoder.expect(accept);
   }
 
-  async next(): Promise<DecodedItem | null> {
+  async next(): Promise<ItemOf<S> | null> {
     for (;;) {
       const item = this.decoder.next();
       if (item !== undefined) return item;

@@ -9,7 +9,10 @@
  *     host produces for those bytes, or the stream is refused ("identity-mismatch");
  *   - before the first END / CHECKPOINT (the plain stream, or the seed of a checkpointed one),
  *     pages go straight into the not-yet-started target, as Xen does; the guest context and the
- *     host state are held and applied only when the stream (or seed checkpoint) is complete;
+ *     host state are held and applied only when the stream (or seed checkpoint) is complete.
+ *     A reader with `streamPageData: true` (plain restore, plain migration) hands PAGE_DATA over
+ *     as it arrives: every pfn is checked at page-data-begin, then pages are written from views
+ *     of the input, one copy instead of two;
  *   - after the seed, each checkpoint is buffered whole in a CheckpointReceiver and applied only
  *     when its CHECKPOINT_END has arrived (see checkpointed.ts).
  *
@@ -24,7 +27,7 @@ import type { DomainHeader } from "../stream/headers.ts";
 import { type PageData, pageTypeHasData } from "../stream/records/page-data.ts";
 import type { ByteSource } from "./channel.ts";
 import { RestoreError } from "./errors.ts";
-import { type DecodedItem, itemName, RecordReader } from "./reader.ts";
+import { itemName, RecordReader, type StreamedItem } from "./reader.ts";
 
 /**
  * Builds a restore target: a domain in state "created" for these module bytes, whose `identity`
@@ -60,7 +63,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** Wrap whatever went wrong into a RestoreError that names the place. */
-export function asRestoreError(e: unknown, reader: RecordReader, item?: DecodedItem): RestoreError {
+export function asRestoreError(e: unknown, reader: RecordReader<boolean>, item?: StreamedItem): RestoreError {
   if (e instanceof RestoreError) return e;
   const where = {
     offset: item?.offset ?? reader.offset,
@@ -92,9 +95,12 @@ export function asRestoreError(e: unknown, reader: RecordReader, item?: DecodedI
  * failure it has been destroyed. `reader` is left positioned after the last record read, so a
  * checkpointed stream can go on being read.
  */
-export async function restoreSeed(reader: RecordReader, opts: RestoreOptions): Promise<RestoredSeed> {
+export async function restoreSeed(
+  reader: RecordReader<boolean>,
+  opts: RestoreOptions,
+): Promise<RestoredSeed> {
   const seed = new SeedApplier(opts);
-  let item: DecodedItem | null | undefined;
+  let item: StreamedItem | null | undefined;
   try {
     for (;;) {
       item = await reader.next();
@@ -122,13 +128,36 @@ class SeedApplier {
   #context: Uint8Array | undefined;
   #hostState: Uint8Array | undefined;
   #libxcDone: RestoreEnd | undefined;
+  /** pfns of the data pages of the PAGE_DATA record being streamed. */
+  #dataPfns: Float64Array = new Float64Array(0);
 
   constructor(opts: RestoreOptions) {
     this.opts = opts;
   }
 
-  async handle(item: DecodedItem): Promise<Omit<RestoredSeed, "bytes"> | undefined> {
+  async handle(item: StreamedItem): Promise<Omit<RestoredSeed, "bytes"> | undefined> {
     const where = { offset: item.offset, record: itemName(item) };
+    switch (item.kind) {
+      case "page-data-begin": {
+        need(this.domain, item);
+        if (this.#declared < 0)
+          throw new RestoreError("malformed", "PAGE_DATA before CHECKPOINT_INFO", where);
+        for (const pfn of item.dataPfns) checkPfn(pfn, this.#declared, where);
+        this.#dataPfns = item.dataPfns;
+        return undefined;
+      }
+      case "page-data-pages": {
+        const d = need(this.domain, item);
+        const n = item.bytes.length / PAGE_SIZE;
+        for (let k = 0; k < n; k++) {
+          const page = item.bytes.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE);
+          d.writePage(this.#dataPfns[item.firstDataIndex + k] as number, page);
+        }
+        return undefined;
+      }
+      case "page-data-end":
+        return undefined;
+    }
     if (item.kind === "header") {
       if (item.header === "libxc-domain") {
         const t = (item.value as DomainHeader).type;
@@ -235,18 +264,22 @@ export function forEachPage(
   for (let i = 0; i < v.count; i++) {
     if (!pageTypeHasData(v.types[i] as number)) continue;
     const pfn = v.pfns[i] as number;
-    if (pfn >= limit)
-      throw new RestoreError("pfn-out-of-range", `pfn ${pfn} is past the declared ${limit} pages`, where);
+    checkPfn(pfn, limit, where);
     f(pfn, v.pages.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
     k++;
   }
+}
+
+function checkPfn(pfn: number, limit: number, where: { offset: number; record: string }): void {
+  if (pfn >= limit)
+    throw new RestoreError("pfn-out-of-range", `pfn ${pfn} is past the declared ${limit} pages`, where);
 }
 
 function hex8(b: Uint8Array): string {
   return `${Buffer.from(b.subarray(0, 8)).toString("hex")}…`;
 }
 
-function need(domain: Domain | undefined, item: DecodedItem): Domain {
+function need(domain: Domain | undefined, item: StreamedItem): Domain {
   if (domain === undefined) {
     throw new RestoreError("malformed", `${itemName(item)} before MODULE_IDENTITY`, {
       offset: item.offset,
@@ -258,7 +291,7 @@ function need(domain: Domain | undefined, item: DecodedItem): Domain {
 
 /** Restore a plain stream (a saved file) from `source`: the target, complete and not resumed. */
 export async function restoreFromSource(source: ByteSource, opts: RestoreOptions): Promise<RestoredSeed> {
-  const reader = new RecordReader(source);
+  const reader = new RecordReader(source, { streamPageData: true });
   const seed = await restoreSeed(reader, opts);
   if (seed.end !== "end") {
     await seed.domain.destroy().catch(() => {});
