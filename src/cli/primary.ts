@@ -214,6 +214,7 @@ export async function run(argv: string[]): Promise<number> {
           service: bound,
         }),
         status: async () => ({ name, service: bound, ...controller.status(), proxy: proxy.metrics() }),
+        checkpoints: async () => controller.records(),
       });
     } catch (e) {
       say(`no control socket for '${name}': ${describeError(e)}`);

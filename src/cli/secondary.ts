@@ -161,6 +161,7 @@ export async function run(argv: string[]): Promise<number> {
           service: formatServiceAddress(service),
         }),
         status: async () => ({ name, service: formatServiceAddress(service), ...controller.status() }),
+        checkpoints: async () => controller.records(),
       });
     } catch (e) {
       say(`no control socket for '${name}': ${describeError(e)}`);
