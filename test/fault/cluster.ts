@@ -28,7 +28,8 @@ export class ColoProc {
     prefix: readonly string[] = [],
   ) {
     this.label = label;
-    const argv = [...prefix, process.execPath, COLO, ...args];
+    // COLO_FAULT_CLI: run another entry point instead of bin/colo.js (debugging).
+    const argv = [...prefix, process.execPath, process.env.COLO_FAULT_CLI ?? COLO, ...args];
     this.child = spawn(argv[0]!, argv.slice(1), {
       cwd: ROOT,
       stdio: "pipe",

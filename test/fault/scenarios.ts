@@ -46,7 +46,7 @@ export interface Pair {
 }
 
 /** The protected line the primary prints once the seed is acknowledged. */
-export const PROTECTED_RE = /protected|seeded|SVM_READY 1\b/i;
+export const PROTECTED_RE = /colo primary: protected/;
 export const UNPROTECTED_RE = /UNPROTECTED/;
 
 /** Start a secondary and a primary and wait until the primary is protected. */
@@ -58,10 +58,8 @@ export async function startPair(o: PairOptions = {}): Promise<Pair> {
     o.primaryHost === undefined ? [await freePort(), await freePort(), await freePort()] : [6379, 6379, 7000];
   const name = `f${process.pid}x${Math.floor(Math.random() * 1e9).toString(36)}`;
   const hb = [
-    "--heartbeat-ms",
-    String(o.heartbeatMs ?? 100),
-    "--heartbeat-timeout-ms",
-    String(o.heartbeatTimeoutMs ?? 500),
+    ...(o.heartbeatMs === undefined ? [] : ["--heartbeat-ms", String(o.heartbeatMs)]),
+    ...(o.heartbeatTimeoutMs === undefined ? [] : ["--heartbeat-timeout-ms", String(o.heartbeatTimeoutMs)]),
   ];
   const fence = o.fenceCmd === undefined ? [] : ["--fence-cmd", o.fenceCmd];
   const env = { COLO_PSK_FILE: s.psk, XDG_RUNTIME_DIR: s.dir };
