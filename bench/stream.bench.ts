@@ -16,7 +16,11 @@
  *   node bench/stream.bench.ts            # 64 MiB, 10 rounds
  *   STREAM_BENCH_MIB=256 STREAM_BENCH_ROUNDS=20 node bench/stream.bench.ts
  *
- * Goal (issue 2): ≥ 50 % of memcpy.
+ * Goal (issue 2): ≥ 50 % of memcpy. At 64 MiB (the default) the streaming path gives ~75–84 %
+ * and the whole-record path ~48–60 % on an idle 2-core dev machine (load from other jobs makes
+ * both lower and noisy). From ~100 MiB up, one huge Buffer.copy switches to non-temporal stores
+ * and runs ~1.5× faster than any piecewise copy, so at 256 MiB streaming is ~50 % of that
+ * baseline but ~78 % of the 128 KiB-piece copy row.
  */
 
 import {
@@ -196,3 +200,5 @@ const ratio = best(samples.copy) / best(samples.streamed);
 out(
   `  streaming / memcpy (best): ${(ratio * 100).toFixed(1)} % (goal ≥ 50 %) ${ratio >= 0.5 ? "ok" : "BELOW GOAL"}`,
 );
+const vsPieces = best(samples.pieces) / best(samples.streamed);
+out(`  streaming / 128 KiB-piece copy (best): ${(vsPieces * 100).toFixed(1)} %`);
