@@ -89,6 +89,9 @@ export function decodeSnapshot(b: Uint8Array): Snapshot {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const [pages, m, c, h] = [0, 4, 8, 12].map((o) => v.getUint32(o, true)) as [number, number, number, number];
   let p = 16;
-  const take = (n: number) => b.slice(p, (p += n));
+  const take = (n: number) => {
+    p += n;
+    return b.slice(p - n, p);
+  };
   return { pages, memory: take(m), context: take(c), host: take(h) };
 }

@@ -181,6 +181,20 @@ function makeMemoryShared(
   throw new GuestError("no-memory", "the module defines no memory");
 }
 
+function hasCustomSection(bytes: Uint8Array, name: string): boolean {
+  let pos = 8;
+  while (pos < bytes.length) {
+    const id = bytes[pos]!;
+    const [size, body] = readLeb(bytes, pos + 1);
+    if (id === 0) {
+      const [len, p] = readLeb(bytes, body);
+      if (Buffer.from(bytes.subarray(p, p + len)).toString("latin1") === name) return true;
+    }
+    pos = body + size;
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------------
 // IR walk.
 
@@ -638,15 +652,14 @@ export function transform(
     throw new GuestError("not-wasm", "binaryen could not read the module", {}, { cause });
   }
   try {
-    const inputFeatures = m.getFeatures();
+    // Without a target_features section binaryen assumes MVP; assume what V8 runs instead.
+    const inputFeatures = hasCustomSection(shared, "target_features") ? m.getFeatures() : EMITTABLE;
     if ((inputFeatures & ~EMITTABLE & ~binaryen.Features.MVP) !== 0) {
       throw new GuestError("unsupported-feature", `unsupported feature set 0x${inputFeatures.toString(16)}`, {
         feature: inputFeatures & ~EMITTABLE,
       });
     }
     m.setFeatures(inputFeatures | NEEDED);
-    // A module without a target_features section reads as MVP; accept what V8 runs.
-    if (!m.validate()) m.setFeatures(EMITTABLE);
     validateImportsAndExports(m);
 
     const memName = memoryName(m);
