@@ -50,58 +50,95 @@ const utf8Strict = new TextDecoder("utf-8", { fatal: true });
 
 // ---------------------------------------------------------------- writer
 
-class Writer {
-  private buf = new Uint8Array(1024);
-  private dv = new DataView(this.buf.buffer);
+/**
+ * Where the encoder's fields go. The encoder runs twice over the same plan: once into a Sizer,
+ * which only counts, then into a Writer over a buffer of exactly that size, so the body is
+ * allocated once and sizing cannot disagree with writing.
+ */
+interface Sink {
+  u8(v: number): void;
+  u16(v: number): void;
+  u32(v: number): void;
+  u64(v: bigint | number): void;
+  bytes(b: Uint8Array): void;
+  /** u32 length + UTF-8 bytes. */
+  str(s: string): void;
+}
+
+class Sizer implements Sink {
   len = 0;
-  private room(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    let cap = this.buf.length * 2;
-    while (cap < this.len + n) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(0, this.len));
-    this.buf = next;
-    this.dv = new DataView(next.buffer);
+  u8(): void {
+    this.len += 1;
+  }
+  u16(): void {
+    this.len += 2;
+  }
+  u32(): void {
+    this.len += 4;
+  }
+  u64(): void {
+    this.len += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.len += b.length;
+  }
+  str(s: string): void {
+    this.len += 4 + utf8Length(s);
+  }
+}
+
+class Writer implements Sink {
+  readonly buf: Uint8Array;
+  private readonly dv: DataView;
+  len = 0;
+  constructor(size: number) {
+    this.buf = new Uint8Array(size);
+    this.dv = new DataView(this.buf.buffer);
   }
   u8(v: number): void {
-    this.room(1);
     this.dv.setUint8(this.len, v);
     this.len += 1;
   }
   u16(v: number): void {
-    this.room(2);
     this.dv.setUint16(this.len, v, true);
     this.len += 2;
   }
   u32(v: number): void {
-    this.room(4);
     this.dv.setUint32(this.len, v, true);
     this.len += 4;
   }
   u64(v: bigint | number): void {
-    this.room(8);
     this.dv.setBigUint64(this.len, BigInt.asUintN(64, BigInt(v)), true);
     this.len += 8;
   }
   bytes(b: Uint8Array): void {
-    this.room(b.length);
     this.buf.set(b, this.len);
     this.len += b.length;
   }
-  blob(b: Uint8Array): void {
-    this.u32(b.length);
-    this.bytes(b);
-  }
   str(s: string): void {
-    this.blob(utf8.encode(s));
+    // Encode straight into the buffer after the length field; the Sizer counted utf8Length(s).
+    const { written } = utf8.encodeInto(s, this.buf.subarray(this.len + 4));
+    this.u32(written);
+    this.len += written;
   }
-  strings(list: readonly string[]): void {
-    this.u32(list.length);
-    for (const s of list) this.str(s);
+}
+
+/** Bytes of `s` in UTF-8 as TextEncoder writes it (a lone surrogate becomes U+FFFD, 3 bytes). */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
   }
-  finish(): Uint8Array {
-    return this.buf.slice(0, this.len);
-  }
+  return n;
 }
 
 function isZero(b: Uint8Array): boolean {
@@ -111,80 +148,27 @@ function isZero(b: Uint8Array): boolean {
 
 const byNum = (a: number, b: number) => a - b;
 
-export function encodeState(state: HostState, mono: bigint, fs: FsBlockSelection): Uint8Array {
-  const w = new Writer();
-  w.u32(STATE_MAGIC);
-  w.u32(STATE_VERSION);
-  w.u64(mono);
-  w.u64(state.monoStart);
-  w.u64(state.stdoutOffset);
-  w.u64(state.stderrOffset);
-  w.strings(state.args);
-  w.strings(state.env);
+/** What to encode, with every ordering and block choice made once, before sizing. */
+interface Plan {
+  readonly state: HostState;
+  readonly mono: bigint;
+  readonly connIds: readonly number[];
+  readonly fds: readonly number[];
+  readonly inos: readonly number[];
+  /** Sorted entry names of each directory inode. */
+  readonly names: ReadonlyMap<number, readonly string[]>;
+  readonly allBlocks: boolean;
+  /** Carried blocks in ascending (ino, block); data undefined for an all-zero block. */
+  readonly carried: ReadonlyArray<{ ino: number; block: number; data: Uint8Array | undefined }>;
+}
 
-  const connIds = [...state.conns.keys()].sort(byNum);
-  w.u32(connIds.length);
-  for (const id of connIds) {
-    const c = state.conns.get(id)!;
-    w.u32(id);
-    w.u64(c.inOffset);
-    w.u64(c.outOffset);
-    w.u64(c.peak);
-    w.u8((c.eof ? 1 : 0) | (c.wrShut ? 2 : 0) | (c.rdShut ? 4 : 0));
-    w.u32(c.headPos);
-    w.u32(c.chunks.length);
-    for (const ch of c.chunks) w.blob(ch);
-  }
-  w.u32(state.pendingAccepts.length);
-  for (const id of state.pendingAccepts) w.u32(id);
-
-  const fds = [...state.fds.keys()].sort(byNum);
-  w.u32(fds.length);
-  for (const fd of fds) {
-    const e = state.fds.get(fd)!;
-    w.u32(fd);
-    w.u8(FD_KINDS.indexOf(e.kind));
-    w.u16(e.flags);
-    w.u64(e.rightsBase);
-    w.u64(e.rightsInheriting);
-    if (e.kind === "conn") w.u32(e.conn);
-    else if (e.kind === "file") {
-      w.u32(e.ino);
-      w.u64(e.pos);
-    } else if (e.kind === "dir") {
-      w.u32(e.ino);
-      w.u8(e.preopen === undefined ? 0 : 1);
-      if (e.preopen !== undefined) w.str(e.preopen);
-    }
-  }
-
-  w.u32(state.nextIno);
-  w.u32(state.roots.length);
-  for (const r of state.roots) w.u32(r);
+function plan(state: HostState, mono: bigint, fs: FsBlockSelection): Plan {
   const inos = [...state.inodes.keys()].sort(byNum);
-  w.u32(inos.length);
+  const names = new Map<number, string[]>();
   for (const ino of inos) {
     const n = state.inodes.get(ino)!;
-    w.u32(ino);
-    w.u8(n.kind === "file" ? 1 : 2);
-    w.u64(n.atim);
-    w.u64(n.mtim);
-    w.u64(n.ctim);
-    if (n.kind === "file") {
-      w.u32(n.nlink);
-      w.u64(n.size);
-    } else {
-      w.u32(n.parent);
-      const names = [...n.entries.keys()].sort();
-      w.u32(names.length);
-      for (const name of names) {
-        w.str(name);
-        w.u32(n.entries.get(name)!);
-      }
-    }
+    if (n.kind === "dir") names.set(ino, [...n.entries.keys()].sort());
   }
-
-  // Blocks.
   const carried: Array<{ ino: number; block: number; data: Uint8Array | undefined }> = [];
   const blockOf = (f: FileNode, b: number): Uint8Array | undefined => {
     const d = f.blocks[b];
@@ -212,15 +196,114 @@ export function encodeState(state: HostState, mono: bigint, fs: FsBlockSelection
       carried.push({ ino, block, data: blockOf(f, block) });
     }
   }
-  w.u8(fs.kind === "all" ? 1 : 0);
-  w.u32(carried.length);
-  for (const c of carried) {
+  return {
+    state,
+    mono,
+    connIds: [...state.conns.keys()].sort(byNum),
+    fds: [...state.fds.keys()].sort(byNum),
+    inos,
+    names,
+    allBlocks: fs.kind === "all",
+    carried,
+  };
+}
+
+function strings(w: Sink, list: readonly string[]): void {
+  w.u32(list.length);
+  for (const s of list) w.str(s);
+}
+
+function writeBody(w: Sink, p: Plan): void {
+  const { state } = p;
+  w.u32(STATE_MAGIC);
+  w.u32(STATE_VERSION);
+  w.u64(p.mono);
+  w.u64(state.monoStart);
+  w.u64(state.stdoutOffset);
+  w.u64(state.stderrOffset);
+  strings(w, state.args);
+  strings(w, state.env);
+
+  w.u32(p.connIds.length);
+  for (const id of p.connIds) {
+    const c = state.conns.get(id)!;
+    w.u32(id);
+    w.u64(c.inOffset);
+    w.u64(c.outOffset);
+    w.u64(c.peak);
+    w.u8((c.eof ? 1 : 0) | (c.wrShut ? 2 : 0) | (c.rdShut ? 4 : 0));
+    w.u32(c.headPos);
+    w.u32(c.chunks.length);
+    for (const ch of c.chunks) {
+      w.u32(ch.length);
+      w.bytes(ch);
+    }
+  }
+  w.u32(state.pendingAccepts.length);
+  for (const id of state.pendingAccepts) w.u32(id);
+
+  w.u32(p.fds.length);
+  for (const fd of p.fds) {
+    const e = state.fds.get(fd)!;
+    w.u32(fd);
+    w.u8(FD_KINDS.indexOf(e.kind));
+    w.u16(e.flags);
+    w.u64(e.rightsBase);
+    w.u64(e.rightsInheriting);
+    if (e.kind === "conn") w.u32(e.conn);
+    else if (e.kind === "file") {
+      w.u32(e.ino);
+      w.u64(e.pos);
+    } else if (e.kind === "dir") {
+      w.u32(e.ino);
+      w.u8(e.preopen === undefined ? 0 : 1);
+      if (e.preopen !== undefined) w.str(e.preopen);
+    }
+  }
+
+  w.u32(state.nextIno);
+  w.u32(state.roots.length);
+  for (const r of state.roots) w.u32(r);
+  w.u32(p.inos.length);
+  for (const ino of p.inos) {
+    const n = state.inodes.get(ino)!;
+    w.u32(ino);
+    w.u8(n.kind === "file" ? 1 : 2);
+    w.u64(n.atim);
+    w.u64(n.mtim);
+    w.u64(n.ctim);
+    if (n.kind === "file") {
+      w.u32(n.nlink);
+      w.u64(n.size);
+    } else {
+      w.u32(n.parent);
+      const names = p.names.get(ino)!;
+      w.u32(names.length);
+      for (const name of names) {
+        w.str(name);
+        w.u32(n.entries.get(name)!);
+      }
+    }
+  }
+
+  w.u8(p.allBlocks ? 1 : 0);
+  w.u32(p.carried.length);
+  for (const c of p.carried) {
     w.u32(c.ino);
     w.u32(c.block);
     w.u8(c.data === undefined ? 0 : 1);
     if (c.data !== undefined) w.bytes(c.data);
   }
-  return w.finish();
+}
+
+export function encodeState(state: HostState, mono: bigint, fs: FsBlockSelection): Uint8Array {
+  const p = plan(state, mono, fs);
+  const sizer = new Sizer();
+  writeBody(sizer, p);
+  const w = new Writer(sizer.len);
+  writeBody(w, p);
+  if (w.len !== sizer.len) throw new Error(`state encoder wrote ${w.len} bytes, sized ${sizer.len}`);
+  return w.buf;
 }
 
 // ---------------------------------------------------------------- reader
