@@ -3,6 +3,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { E, FDFLAGS, OFLAGS, RIGHTS_FILE } from "../../src/guest/wasi/abi.ts";
 import { WasiHostError } from "../../src/guest/wasi/errors.ts";
+import { DRAIN_MIN_PEAK } from "../../src/guest/wasi/host.ts";
 import { STATE_MAGIC, STATE_VERSION } from "../../src/guest/wasi/state-codec.ts";
 import { makeHost } from "./fake-env.ts";
 
@@ -331,4 +332,31 @@ test("a state with queued input and a pending accept behaves the same after appl
   assert.equal(b.env.u32(16), 3);
   // the plug continues at the offset the host expects
   assert.equal(b.host.deliver({ kind: "data", conn: 5, offset: 4, bytes: new Uint8Array([5]) }), 2);
+});
+
+test("drain bookkeeping (peak) travels with the state: a restored replica still says drained", () => {
+  const a = newHost();
+  a.host.deliver({ kind: "open", conn: 1 });
+  assert.equal(a.call("sock_accept", 3, 0, 8), E.SUCCESS);
+  const fd = a.env.u32(8);
+  // Queue more than DRAIN_MIN_PEAK, then read part of it before the checkpoint: the queue now
+  // holds less than DRAIN_MIN_PEAK, so only the recorded peak says a "drained" is owed.
+  const chunk = 4096;
+  const n = Math.ceil(DRAIN_MIN_PEAK / chunk) + 1;
+  for (let i = 0; i < n; i++)
+    a.host.deliver({ kind: "data", conn: 1, offset: i * chunk, bytes: new Uint8Array(chunk).fill(i) });
+  a.env.iovs(0, [[100, chunk]]);
+  for (let i = 0; i < 2; i++) assert.equal(a.call("sock_recv", fd, 0, 1, 0, 16, 20), E.SUCCESS);
+  a.host.onSuspend();
+  const b = newHost();
+  b.host.applyState(a.host.captureState(all));
+  b.env.iovs(0, [[100, chunk]]);
+  for (let i = 2; i < n; i++) {
+    assert.equal(b.call("sock_recv", fd, 0, 1, 0, 16, 20), E.SUCCESS);
+    assert.equal(b.env.u32(16), chunk);
+  }
+  assert.deepEqual(
+    b.env.out.filter((e) => e.kind === "drained"),
+    [{ kind: "drained", conn: 1 }],
+  );
 });
