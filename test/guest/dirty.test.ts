@@ -81,6 +81,25 @@ function buildModule(): Uint8Array {
 
 const instrumented = transform(buildModule(), { asyncify: false, preempt: false });
 
+/** The instrumented module on fresh shared memories, in this thread. */
+function instantiate(): {
+  memory: WebAssembly.Memory;
+  control: WebAssembly.Memory;
+  inst: WebAssembly.Instance;
+} {
+  const memory = new WebAssembly.Memory({ initial: 4, maximum: 64, shared: true });
+  const control = new WebAssembly.Memory({
+    initial: CTL_MEMORY_PAGES,
+    maximum: CTL_MEMORY_PAGES,
+    shared: true,
+  });
+  const inst = new WebAssembly.Instance(new WebAssembly.Module(instrumented.bytes), {
+    colo: { memory, dirty: control, preempt: () => {} },
+    wasi_snapshot_preview1: { proc_exit: () => {} },
+  });
+  return { memory, control, inst };
+}
+
 interface Op {
   readonly kind: number;
   readonly addr: number;
@@ -109,16 +128,7 @@ test("dirty log: every page changed between two harvests is in the log (random s
     fc.property(
       fc.array(fc.array(opArb(4 * 65536), { maxLength: 40 }), { minLength: 1, maxLength: 4 }),
       (rounds) => {
-        const memory = new WebAssembly.Memory({ initial: 4, maximum: 64, shared: true });
-        const control = new WebAssembly.Memory({
-          initial: CTL_MEMORY_PAGES,
-          maximum: CTL_MEMORY_PAGES,
-          shared: true,
-        });
-        const inst = new WebAssembly.Instance(new WebAssembly.Module(instrumented.bytes), {
-          colo: { memory, dirty: control, preempt: () => {} },
-          wasi_snapshot_preview1: { proc_exit: () => {} },
-        });
+        const { memory, control, inst } = instantiate();
         const run = inst.exports.run as (n: number) => void;
         const map64 = new Float64Array(control.buffer, 0, CTL_STOP / 8);
         const ctl32 = new Int32Array(control.buffer);
@@ -161,16 +171,7 @@ test("dirty log: every page changed between two harvests is in the log (random s
 });
 
 function runOne(ops: Op[]): { log: number[]; memory: WebAssembly.Memory } {
-  const memory = new WebAssembly.Memory({ initial: 4, maximum: 64, shared: true });
-  const control = new WebAssembly.Memory({
-    initial: CTL_MEMORY_PAGES,
-    maximum: CTL_MEMORY_PAGES,
-    shared: true,
-  });
-  const inst = new WebAssembly.Instance(new WebAssembly.Module(instrumented.bytes), {
-    colo: { memory, dirty: control, preempt: () => {} },
-    wasi_snapshot_preview1: { proc_exit: () => {} },
-  });
+  const { memory, control, inst } = instantiate();
   const prog = new DataView(memory.buffer, PROG, PROG_BYTES);
   ops.forEach((op, i) => {
     prog.setUint32(i * 16, op.kind, true);

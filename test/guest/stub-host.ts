@@ -193,7 +193,7 @@ export function createWasiHost(options: WasiHostOptions, env: HostEnv): WasiHost
   return {
     imports: () => wrapped as unknown as ReturnType<WasiHost["imports"]>,
     deliver(event: PortInput): number {
-      if (event.conn !== 0) return 0;
+      if (!("conn" in event) || event.conn !== 0) return 0;
       if (event.kind === "data") s.input.push(Buffer.from(event.bytes).toString("base64"));
       if (event.kind === "eof") s.eof = true;
       return s.input.reduce((n, c) => n + Buffer.from(c, "base64").length, 0);

@@ -485,9 +485,12 @@ export class WasmDomain implements Domain, GuestPort {
 
   input(event: PortInput): number {
     this.#check("input");
-    const bytes = event.kind === "data" ? event.bytes.slice() : undefined;
-    this.#input.port1.postMessage(bytes === undefined ? event : { ...event, bytes });
+    // Copy the bytes: the caller's buffer is only borrowed for this call.
+    this.#input.port1.postMessage("bytes" in event ? { ...event, bytes: event.bytes.slice() } : event);
     this.#signal();
+    // Bytes queued per connection: the worker's last report (after each delivery) plus what we
+    // sent since. Stdin events have no connection and report 0.
+    if (!("conn" in event)) return 0;
     if (event.kind !== "data") return this.#queued.get(event.conn) ?? 0;
     const q = (this.#queued.get(event.conn) ?? 0) + event.bytes.length;
     this.#queued.set(event.conn, q);
