@@ -31,6 +31,18 @@ export type PortInput =
   /** The client closed its sending side (EOF after the queued chunks). */
   | { readonly kind: "eof"; readonly conn: ConnId };
 
+/**
+ * Events from the plug into the guest's stdin (fd 0), kept apart from PortInput because only
+ * `colo run` feeds stdin, and only to a host created with `stdin: "port"` (otherwise fd 0 is at
+ * EOF from the start, so replicas see the same empty stdin). Chunks and offsets work as for a
+ * connection's "data"; "stdin-drained" is their backpressure signal.
+ */
+export type StdinInput =
+  /** Bytes for stdin; `offset` is the stdin offset of the first byte (checked). */
+  | { readonly kind: "stdin"; readonly offset: number; readonly bytes: Uint8Array }
+  /** End of stdin: fd 0 reads EOF once its queued chunks are read. */
+  | { readonly kind: "stdin-eof" };
+
 /** Events from the guest out to the plug. */
 export type PortOutput =
   /** Bytes the guest wrote; `offset` is the output offset of the first byte on that stream. */
@@ -45,12 +57,14 @@ export type PortOutput =
   /** The guest closed the connection's fd. */
   | { readonly kind: "close"; readonly conn: ConnId }
   /** The host's queue for this connection has fallen below half its bound: feed more. */
-  | { readonly kind: "drained"; readonly conn: ConnId };
+  | { readonly kind: "drained"; readonly conn: ConnId }
+  /** The same for stdin's queue (only ever after StdinInput). */
+  | { readonly kind: "stdin-drained" };
 
 /** What a running domain exposes for I/O. Implemented by the WebAssembly domain. */
 export interface GuestPort {
-  /** Deliver one event to the guest (wakes it if blocked). Returns bytes queued for that conn. */
-  input(event: PortInput): number;
+  /** Deliver one event to the guest (wakes it if blocked). Returns bytes queued for that conn (or stdin). */
+  input(event: PortInput | StdinInput): number;
   /** Subscribe to outputs; events arrive in the order the guest produced them. Returns unsubscribe. */
   onOutput(listener: (event: PortOutput) => void): () => void;
 }

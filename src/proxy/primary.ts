@@ -600,7 +600,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
   }
 
   #onPvm(event: PortOutput): void {
-    if (this.#state === "closed") return;
+    if (this.#state === "closed" || event.kind === "stdin-drained") return; // no stdin here
     if (event.kind === "drained") {
       const conn = this.#conns.get(event.conn);
       if (conn?.portBlocked) {

@@ -3,7 +3,7 @@
  * Clocks are manual; wait() delivers queued inputs, or advances the clock to the deadline, or
  * throws StopRequested when `stopOnWait` is set (or when there is nothing it could ever return).
  */
-import type { PortInput, PortOutput } from "../../src/guest/port.ts";
+import type { PortInput, PortOutput, StdinInput } from "../../src/guest/port.ts";
 import {
   type HostEnv,
   StopRequested,
@@ -18,7 +18,7 @@ export class FakeEnv implements HostEnv {
   dirty: Array<[number, number]> = [];
   out: PortOutput[] = [];
   /** Inputs waiting to be delivered by pump()/wait(). */
-  inbox: PortInput[] = [];
+  inbox: Array<PortInput | StdinInput> = [];
   mono = 1_000_000_000n;
   real = 1_700_000_000_000_000_000n;
   stopOnWait = false;
@@ -97,6 +97,30 @@ export class FakeEnv implements HostEnv {
     list.forEach(([p, l], i) => {
       this.setU32(at + i * 8, p);
       this.setU32(at + i * 8 + 4, l);
+    });
+  }
+  /** Write a poll_oneoff subscription (48 bytes) at ptr: tag 0 clock (a = clock id), 1/2 fd read/write (a = fd). */
+  sub(ptr: number, userdata: bigint, tag: number, a: number, timeout = 0n, flags = 0): void {
+    this.u8().fill(0, ptr, ptr + 48);
+    const dv = this.dv();
+    dv.setBigUint64(ptr, userdata, true);
+    dv.setUint8(ptr + 8, tag);
+    dv.setUint32(ptr + 16, a, true);
+    dv.setBigUint64(ptr + 24, timeout, true);
+    dv.setUint16(ptr + 40, flags, true);
+  }
+  /** The first `n` poll_oneoff events at ptr as [userdata, errno, type, nbytes, flags]. */
+  events(ptr: number, n: number): Array<[bigint, number, number, bigint, number]> {
+    const dv = this.dv();
+    return Array.from({ length: n }, (_, i) => {
+      const p = ptr + i * 32;
+      return [
+        dv.getBigUint64(p, true),
+        dv.getUint16(p + 8, true),
+        dv.getUint8(p + 10),
+        dv.getBigUint64(p + 16, true),
+        dv.getUint16(p + 24, true),
+      ];
     });
   }
   /** True if every byte of [ptr, ptr+len) is covered by some dirty mark. */

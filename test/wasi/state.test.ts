@@ -27,7 +27,11 @@ type Op =
   | { k: "unlink"; name: string }
   | { k: "rename"; a: string; b: string }
   | { k: "tick"; ns: number }
-  | { k: "clock" };
+  | { k: "clock" }
+  | { k: "stdin"; len: number; seed: number }
+  | { k: "stdinEof" }
+  | { k: "stdinRead"; len: number }
+  | { k: "pollStop"; timeout: number };
 
 const name = fc.constantFrom("a", "b", "d/x", "d", "d/y");
 /** 0..9 pick one of the fds the test opened (see fdOf); 10..15 are raw fds 0..5. */
@@ -72,6 +76,10 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constant("rename" as const), a: name, b: name }),
   fc.record({ k: fc.constant("tick" as const), ns: fc.nat(1_000_000) }),
   fc.constant<Op>({ k: "clock" }),
+  fc.record({ k: fc.constant("stdin" as const), len: fc.integer({ min: 0, max: 300 }), seed: fc.nat(255) }),
+  fc.constant<Op>({ k: "stdinEof" }),
+  fc.record({ k: fc.constant("stdinRead" as const), len: fc.integer({ min: 0, max: 200 }) }),
+  fc.record({ k: fc.constant("pollStop" as const), timeout: fc.nat(1_000_000) }),
 );
 
 /** Test-side bookkeeping of the plug: connection ids opened so far and their input offsets. */
@@ -80,6 +88,8 @@ interface Plug {
   offsets: number[];
   /** fds returned by successful creates and accepts. */
   fds: number[];
+  /** stdin bytes fed so far. */
+  stdin: number;
 }
 
 function fdOf(plug: Plug, n: number): number {
@@ -87,10 +97,10 @@ function fdOf(plug: Plug, n: number): number {
   return plug.fds[n % plug.fds.length]!;
 }
 
-const clonePlug = (p: Plug): Plug => ({ next: p.next, offsets: [...p.offsets], fds: [...p.fds] });
+const clonePlug = (p: Plug): Plug => ({ ...p, offsets: [...p.offsets], fds: [...p.fds] });
 
 function newHost(): H {
-  const h = makeHost();
+  const h = makeHost({ stdin: "port" });
   h.call("fd_fdstat_set_flags", 3, FDFLAGS.NONBLOCK); // accept never blocks in these tests
   return h;
 }
@@ -190,6 +200,28 @@ function run(h: H, plug: Plug, op: Op): unknown {
       case "clock":
         r = [call("clock_time_get", 1, 0n, 8), env.u64(8)];
         break;
+      case "stdin":
+        r = host.deliver({ kind: "stdin", offset: plug.stdin, bytes: bytesOf(op.len, op.seed) });
+        plug.stdin += op.len;
+        break;
+      case "stdinEof":
+        r = host.deliver({ kind: "stdin-eof" });
+        break;
+      case "stdinRead":
+        env.iovs(0, [[BUF, op.len]]);
+        r = call("fd_read", 0, 0, 1, 16);
+        r = [r, env.get(BUF, env.u32(16))];
+        break;
+      case "pollStop":
+        // A poll_oneoff on a clock alone, stopped mid-wait (state.pendingPoll).
+        env.sub(24000, 1n, 0, 1, BigInt(op.timeout));
+        env.stopOnWait = true;
+        try {
+          r = call("poll_oneoff", 24000, 24100, 1, 16);
+        } finally {
+          env.stopOnWait = false;
+        }
+        break;
     }
   } catch (e) {
     r = e instanceof WasiHostError ? `error ${e.code}` : `threw ${String(e)}`;
@@ -203,7 +235,7 @@ test("state round trip: capture → apply into a fresh host → capture gives th
   fc.assert(
     fc.property(fc.array(opArb, { maxLength: 60 }), fc.array(opArb, { maxLength: 30 }), (pre, post) => {
       const a = newHost();
-      const plugA: Plug = { next: 0, offsets: [], fds: [] };
+      const plugA: Plug = { next: 0, offsets: [], fds: [], stdin: 0 };
       for (const op of pre) run(a, plugA, op);
       a.host.onSuspend();
       const body = a.host.captureState(all);
@@ -240,7 +272,7 @@ test("incremental file blocks: applying the dirty blocks (A ∪ B) over a diverg
       fc.array(opArb, { maxLength: 30 }),
       (pre, postA, postB) => {
         const a = newHost();
-        const plug: Plug = { next: 0, offsets: [], fds: [] };
+        const plug: Plug = { next: 0, offsets: [], fds: [], stdin: 0 };
         for (const op of pre) run(a, plug, op);
         a.host.onSuspend();
         const b = newHost();
@@ -267,7 +299,7 @@ test("incremental file blocks: applying the dirty blocks (A ∪ B) over a diverg
 
 test("applyState rejects every truncation and many corruptions with a typed error, changing nothing", () => {
   const a = newHost();
-  const plug: Plug = { next: 0, offsets: [], fds: [] };
+  const plug: Plug = { next: 0, offsets: [], fds: [], stdin: 0 };
   for (const op of [
     { k: "open" },
     { k: "data", c: 0, len: 10, seed: 1 },

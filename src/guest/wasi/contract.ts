@@ -9,7 +9,7 @@
  * (capture, apply, digest) — only while the guest is unwound, never re-entrantly.
  */
 import type { FsBlockRef, FsBlockSelection } from "../domain.ts";
-import type { PortInput, PortOutput } from "../port.ts";
+import type { PortInput, PortOutput, StdinInput } from "../port.ts";
 
 /** What the runtime provides to the host. */
 export interface HostEnv {
@@ -71,14 +71,20 @@ export interface WasiHostOptions {
   readonly preopens: readonly Preopen[];
   /** Cap on the total bytes of file data in the virtual file system (ENOSPC beyond it). */
   readonly fsLimitBytes: number;
+  /**
+   * fd 0: "empty" (default) reads EOF at once; "port" reads the StdinInput events the plug
+   * delivers (blocking until one arrives). Only `colo run` feeds stdin; replicated modes keep
+   * it empty so replicas see the same stdin.
+   */
+  readonly stdin?: "port" | "empty";
 }
 
 /** The host's side of the contract. */
 export interface WasiHost {
   /** The "wasi_snapshot_preview1" import object. Functions take and return wasm values (i32 as number, i64 as bigint). */
   imports(): Record<string, (...args: never[]) => number | bigint | undefined>;
-  /** Queue one input event into host state (called from HostEnv.pump). Returns bytes now queued unread for that conn. */
-  deliver(event: PortInput): number;
+  /** Queue one input event into host state (called from HostEnv.pump). Returns bytes now queued unread for that conn (or stdin). */
+  deliver(event: PortInput | StdinInput): number;
   /** Canonical encoding of the whole host state; file data limited to `fs`. Pure: same state, same bytes. */
   captureState(fs: FsBlockSelection): Uint8Array;
   /** Replace host state with a captured one. Validates fully first; on error throws and changes nothing. */

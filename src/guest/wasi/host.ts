@@ -5,22 +5,25 @@
  * - All guest-visible state is one HostState object (state.ts); captureState encodes it
  *   canonically (state-codec.ts), applyState swaps in a decoded one. Host-local things stay here:
  *   the host paths of preopens and the offset between the raw and the guest monotonic clock.
- * - fd 0 reads EOF; fd 1/2 writes become port "data" events on stdout/stderr with offsets in
- *   state. fd 3 is the listening socket of the port (LISTEN_FDS=1); fd 4… are the preopens.
+ * - fd 0 reads the port's stdin chunks (option stdin "port") or EOF at once (the default);
+ *   fd 1/2 writes become port "data" events on stdout/stderr with offsets in state. fd 3 is the
+ *   listening socket of the port (LISTEN_FDS=1); fd 4… are the preopens.
  * - Every import is wrapped: guest mistakes become errno values (bad pointers EFAULT, bad fds
  *   EBADF, path escapes ENOTCAPABLE); only StopRequested (from HostEnv.wait) and ProcExit leave.
  * - A blocking call validates its arguments, then loops { pump; if ready: act; else wait }. It
  *   changes no state and no guest memory before the last wait, so a StopRequested thrown by wait
- *   lets the runtime re-run the call from the start after resume.
+ *   lets the runtime re-run the call from the start after resume. One deliberate exception:
+ *   poll_oneoff records when it first blocked (state.pendingPoll), so that re-running it after a
+ *   stop keeps its relative timeouts' deadlines instead of restarting them.
  * - Input chunks are units: one read returns bytes of at most one chunk.
  *
- * Backpressure: deliver() returns the unread bytes queued for the connection. A read that leaves
- * a connection's queue empty emits "drained" if the queue held at least DRAIN_MIN_PEAK bytes since
- * the previous "drained"; so a plug whose bound is at least DRAIN_MIN_PEAK always hears "drained"
- * after it stops feeding.
+ * Backpressure: deliver() returns the unread bytes queued for the connection (or stdin). A read
+ * that leaves a queue empty emits "drained" ("stdin-drained") if the queue held at least
+ * DRAIN_MIN_PEAK bytes since the previous one; so a plug whose bound is at least DRAIN_MIN_PEAK
+ * always hears it after it stops feeding.
  */
 import type { FsBlockSelection } from "../domain.ts";
-import type { ConnId, PortInput, PortOutput } from "../port.ts";
+import type { ConnId, PortInput, PortOutput, StdinInput } from "../port.ts";
 import {
   CLOCK,
   DEV_PORT,
@@ -53,7 +56,7 @@ import { ProcExit, StopRequested } from "./contract.ts";
 import { Errno, WasiHostError } from "./errors.ts";
 import { seedTree, writeTree } from "./fs-host.ts";
 import { GuestMemory, iovTotal } from "./memory.ts";
-import type { Conn, DirNode, FdEntry, FileNode, HostState, Inode } from "./state.ts";
+import type { Conn, DirNode, FdEntry, FileNode, HostState, Inode, InputQueue } from "./state.ts";
 import { decodeState, encodeState } from "./state-codec.ts";
 import { listDir, Vfs } from "./vfs.ts";
 
@@ -94,6 +97,8 @@ class Host implements WasiHost {
       pendingAccepts: [],
       stdoutOffset: 0,
       stderrOffset: 0,
+      stdin: newQueue(options.stdin !== "port"),
+      pendingPoll: undefined,
       monoStart: env.monotonicNs(),
       inodes: new Map(),
       nextIno: 1,
@@ -152,7 +157,10 @@ class Host implements WasiHost {
     const table: Record<string, Fn> = {};
     const calls = this.calls();
     for (const [name, fn] of Object.entries(calls)) {
+      const isPoll = name === "poll_oneoff";
       table[name] = (...args: never[]) => {
+        // Any other call means no stopped poll_oneoff is waiting to be re-run.
+        if (!isPoll) this.state.pendingPoll = undefined;
         try {
           return (fn as (...a: never[]) => number)(...args);
         } catch (e) {
@@ -165,8 +173,9 @@ class Host implements WasiHost {
     return table;
   }
 
-  deliver(event: PortInput): number {
+  deliver(event: PortInput | StdinInput): number {
     const st = this.state;
+    if (event.kind === "stdin" || event.kind === "stdin-eof") return this.deliverStdin(event);
     if (event.kind === "open") {
       if (st.conns.has(event.conn)) {
         throw new WasiHostError("input-order", `connection ${event.conn} opened twice`, { conn: event.conn });
@@ -193,11 +202,27 @@ class Host implements WasiHost {
         conn: event.conn,
       });
     }
-    c.inOffset += event.bytes.length;
-    if (event.bytes.length > 0 && !c.rdShut) c.chunks.push(event.bytes.slice());
-    const q = queued(c);
-    if (q > c.peak) c.peak = q;
-    return q;
+    if (c.rdShut) {
+      c.inOffset += event.bytes.length;
+      return 0;
+    }
+    return enqueue(c, event.bytes);
+  }
+
+  private deliverStdin(event: StdinInput): number {
+    const q = this.state.stdin;
+    if (event.kind === "stdin-eof") {
+      q.eof = true;
+      return queued(q);
+    }
+    if (event.offset !== q.inOffset) {
+      throw new WasiHostError("input-offset", `stdin: input offset ${event.offset}, expected ${q.inOffset}`, {
+        expected: q.inOffset,
+        actual: event.offset,
+      });
+    }
+    if (q.eof) throw new WasiHostError("input-order", 'stdin: data after eof (or stdin is not "port")');
+    return enqueue(q, event.bytes);
   }
 
   captureState(fs: FsBlockSelection): Uint8Array {
@@ -205,7 +230,7 @@ class Host implements WasiHost {
   }
 
   applyState(body: Uint8Array): void {
-    const { state, mono } = decodeState(body, this.state);
+    const { state, mono } = decodeState(body, this.state, this.vfs.limitBytes);
     this.state = state;
     this.vfs.replace(state);
     this.frozenMono = mono;
@@ -320,27 +345,53 @@ class Host implements WasiHost {
     peek: boolean,
     m: GuestMemory,
   ): number {
+    return this.queueRead(
+      () => {
+        const c = this.conn(e.conn);
+        return c.rdShut ? undefined : c;
+      },
+      e,
+      iovs,
+      peek,
+      m,
+    );
+  }
+
+  /**
+   * Read an input queue into iovecs: bytes of at most one chunk; 0 at EOF (or when `get` returns
+   * undefined: shut for reading); blocks unless the fd is non-blocking. `get` is called again
+   * after each pump, as a delivery or a close may have changed things.
+   */
+  private queueRead(
+    get: () => InputQueue | undefined,
+    e: FdEntry,
+    iovs: Iov[],
+    peek: boolean,
+    m: GuestMemory,
+  ): number {
     for (;;) {
       this.env.pump();
-      const c = this.conn(e.conn);
-      if (c.rdShut) return 0;
-      const head = c.chunks[0];
+      const q = get();
+      if (q === undefined) return 0;
+      const head = q.chunks[0];
       if (head !== undefined) {
-        const n = m.scatter(iovs, head.subarray(c.headPos));
+        const n = m.scatter(iovs, head.subarray(q.headPos));
         if (!peek && n > 0) {
-          c.headPos += n;
-          if (c.headPos === head.length) {
-            c.chunks.shift();
-            c.headPos = 0;
+          q.headPos += n;
+          if (q.headPos === head.length) {
+            q.chunks.shift();
+            q.headPos = 0;
           }
-          if (c.chunks.length === 0 && c.peak >= DRAIN_MIN_PEAK) {
-            c.peak = 0;
-            this.emit({ kind: "drained", conn: c.id });
+          if (q.chunks.length === 0 && q.peak >= DRAIN_MIN_PEAK) {
+            q.peak = 0;
+            this.emit(
+              q === this.state.stdin ? { kind: "stdin-drained" } : { kind: "drained", conn: (q as Conn).id },
+            );
           }
         }
         return n;
       }
-      if (c.eof) return 0;
+      if (q.eof) return 0;
       if ((e.flags & FDFLAGS.NONBLOCK) !== 0) throw new Errno(E.AGAIN);
       this.env.wait(undefined);
     }
@@ -541,7 +592,7 @@ class Host implements WasiHost {
         let n: number;
         switch (e.kind) {
           case "stdin":
-            n = 0;
+            n = this.queueRead(() => this.state.stdin, e, iovs, false, m);
             break;
           case "conn":
             n = this.connRead(e, iovs, false, m);
@@ -1001,7 +1052,17 @@ class Host implements WasiHost {
       | { userdata: bigint; type: 0; deadline: bigint | undefined; error: number }
       | { userdata: bigint; type: 1 | 2; fd: number };
     const subs: Sub[] = [];
-    const start = this.guestMono();
+    const now0 = this.guestMono();
+    // Relative timeouts count from the first run of this very call, if a stop interrupted it.
+    const pending = this.state.pendingPoll;
+    const resumed =
+      pending !== undefined &&
+      pending.inPtr === inPtr >>> 0 &&
+      pending.outPtr === outPtr >>> 0 &&
+      pending.nsubs === n &&
+      equalBytes(pending.subs, m.u8.subarray(inPtr >>> 0, (inPtr >>> 0) + n * SIZE.SUBSCRIPTION));
+    const start = resumed ? pending.start : now0;
+    let recorded = resumed;
     for (let i = 0; i < n; i++) {
       const p = (inPtr >>> 0) + i * SIZE.SUBSCRIPTION;
       const userdata = m.u64(p);
@@ -1014,7 +1075,7 @@ class Host implements WasiHost {
         let error: number = E.SUCCESS;
         if (id > 3) error = E.INVAL;
         else if ((flags & SUBCLOCK_ABSTIME) === 0) deadline = start + timeout;
-        else if (id === CLOCK.REALTIME) deadline = start + (timeout - this.env.realtimeNs());
+        else if (id === CLOCK.REALTIME) deadline = now0 + (timeout - this.env.realtimeNs());
         else if (id === CLOCK.MONOTONIC) deadline = timeout;
         else deadline = this.state.monoStart + timeout;
         subs.push({ userdata, type: 0, deadline, error });
@@ -1054,7 +1115,14 @@ class Host implements WasiHost {
           });
         });
         m.setU32(neventsPtr, events.length);
+        this.state.pendingPoll = undefined;
         return E.SUCCESS;
+      }
+      if (!recorded) {
+        recorded = true;
+        const at = inPtr >>> 0;
+        const bytes = m.u8.slice(at, at + n * SIZE.SUBSCRIPTION);
+        this.state.pendingPoll = { inPtr: at, outPtr: outPtr >>> 0, nsubs: n, subs: bytes, start };
       }
       const rawDeadline = earliest === undefined ? undefined : earliest - this.monoOffset;
       this.env.wait(rawDeadline);
@@ -1082,8 +1150,11 @@ class Host implements WasiHost {
       }
     }
     switch (e.kind) {
-      case "stdin":
-        return ok(0, EVENTRW_HANGUP);
+      case "stdin": {
+        const q = queued(this.state.stdin);
+        if (q > 0) return ok(q);
+        return this.state.stdin.eof ? ok(0, EVENTRW_HANGUP) : undefined;
+      }
       case "file": {
         const node = this.state.inodes.get(e.ino);
         return ok(node?.kind === "file" ? Math.max(0, node.size - e.pos) : 0);
@@ -1104,25 +1175,34 @@ class Host implements WasiHost {
   }
 }
 
-function newConn(id: ConnId): Conn {
-  return {
-    id,
-    inOffset: 0,
-    chunks: [],
-    headPos: 0,
-    eof: false,
-    outOffset: 0,
-    wrShut: false,
-    rdShut: false,
-    peak: 0,
-  };
+function newQueue(eof: boolean): InputQueue {
+  return { inOffset: 0, chunks: [], headPos: 0, eof, peak: 0 };
 }
 
-/** Unread input bytes queued for a connection. */
-export function queued(c: Conn): number {
+function newConn(id: ConnId): Conn {
+  return { id, ...newQueue(false), outOffset: 0, wrShut: false, rdShut: false };
+}
+
+/** Unread input bytes queued for a connection or stdin. */
+export function queued(c: InputQueue): number {
   let q = -c.headPos;
   for (const ch of c.chunks) q += ch.length;
   return Math.max(0, q);
+}
+
+/** Append one delivered chunk (copied); returns the bytes now queued. */
+function enqueue(c: InputQueue, bytes: Uint8Array): number {
+  c.inOffset += bytes.length;
+  if (bytes.length > 0) c.chunks.push(bytes.slice());
+  const q = queued(c);
+  if (q > c.peak) c.peak = q;
+  return q;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function fileTypeOf(e: FdEntry): number {

@@ -1,11 +1,13 @@
 /**
  * Canonical binary encoding of the WASI host state (the EMULATOR_CONTEXT body). Same state, same
  * bytes: maps are written in ascending key order, directory entries by name, all-zero blocks as
- * holes. All integers little-endian. Layout (version 1; docs/wasi-host-state.md has the diagram):
+ * holes. All integers little-endian. Layout (version 2; docs/wasi.md has the diagram):
  *
  *   magic "CWHS" · u32 version
  *   u64 guest monotonic ns at capture · u64 guest monotonic ns at start
  *   u64 stdout offset · u64 stderr offset
+ *   stdin (v2): u64 in offset · u64 peak · u8 flags (1 eof) · u32 head pos · u32 nchunks, each u32 len + bytes
+ *   pending poll (v2): u8 present · [u32 in ptr · u32 out ptr · u32 nsubs · u64 start · nsubs × 48 bytes]
  *   strings args · strings env                       (strings = u32 count, each u32 len + UTF-8)
  *   u32 nconns, each (ascending id):
  *     u32 id · u64 in offset · u64 out offset · u64 peak · u8 flags (1 eof, 2 wr-shut, 4 rd-shut)
@@ -26,6 +28,7 @@
  * caller swaps it in only on success, so a bad body changes nothing.
  */
 import type { FsBlockSelection } from "../domain.ts";
+import { SIZE } from "./abi.ts";
 import { WasiHostError } from "./errors.ts";
 import {
   BLOCK_SIZE,
@@ -35,10 +38,13 @@ import {
   type FileNode,
   type HostState,
   type Inode,
+  type InputQueue,
+  type PendingPoll,
 } from "./state.ts";
 
 export const STATE_MAGIC = 0x53485743; // "CWHS" read as u32 LE
-export const STATE_VERSION = 1;
+/** Version written. Version 1 (no stdin, no pending poll) is still read: stdin at EOF, no pending poll. */
+export const STATE_VERSION = 2;
 /** Longest string (arg, env entry, preopen path, name) accepted in a body. */
 export const MAX_STRING_BYTES = 1 << 20;
 /** Most fds in a body. */
@@ -213,6 +219,16 @@ function strings(w: Sink, list: readonly string[]): void {
   for (const s of list) w.str(s);
 }
 
+/** u32 head pos · u32 nchunks, each u32 len + bytes. */
+function writeChunks(w: Sink, q: InputQueue): void {
+  w.u32(q.headPos);
+  w.u32(q.chunks.length);
+  for (const ch of q.chunks) {
+    w.u32(ch.length);
+    w.bytes(ch);
+  }
+}
+
 function writeBody(w: Sink, p: Plan): void {
   const { state } = p;
   w.u32(STATE_MAGIC);
@@ -221,6 +237,20 @@ function writeBody(w: Sink, p: Plan): void {
   w.u64(state.monoStart);
   w.u64(state.stdoutOffset);
   w.u64(state.stderrOffset);
+  const stdin = state.stdin;
+  w.u64(stdin.inOffset);
+  w.u64(stdin.peak);
+  w.u8(stdin.eof ? 1 : 0);
+  writeChunks(w, stdin);
+  const pp = state.pendingPoll;
+  w.u8(pp === undefined ? 0 : 1);
+  if (pp !== undefined) {
+    w.u32(pp.inPtr);
+    w.u32(pp.outPtr);
+    w.u32(pp.nsubs);
+    w.u64(pp.start);
+    w.bytes(pp.subs);
+  }
   strings(w, state.args);
   strings(w, state.env);
 
@@ -232,12 +262,7 @@ function writeBody(w: Sink, p: Plan): void {
     w.u64(c.outOffset);
     w.u64(c.peak);
     w.u8((c.eof ? 1 : 0) | (c.wrShut ? 2 : 0) | (c.rdShut ? 4 : 0));
-    w.u32(c.headPos);
-    w.u32(c.chunks.length);
-    for (const ch of c.chunks) {
-      w.u32(ch.length);
-      w.bytes(ch);
-    }
+    writeChunks(w, c);
   }
   w.u32(state.pendingAccepts.length);
   for (const id of state.pendingAccepts) w.u32(id);
@@ -389,20 +414,77 @@ class Reader {
   }
 }
 
+/** The chunk list of an input queue (see writeChunks), checked against its input offset (at `offsetAt`). */
+function readChunks(
+  r: Reader,
+  inOffset: number,
+  offsetAt: number,
+): { headPos: number; chunks: Uint8Array[] } {
+  const headAt = r.at;
+  const headPos = r.u32("head pos");
+  const nchunks = r.count("chunks", 4);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (let k = 0; k < nchunks; k++) {
+    const cAt = r.at;
+    const ch = r.blob("chunk", 0xffff_ffff);
+    if (ch.length === 0) r.fail("chunk", "empty chunk", cAt);
+    total += ch.length;
+    chunks.push(ch);
+  }
+  if (nchunks === 0 ? headPos !== 0 : headPos >= chunks[0]!.length)
+    r.fail("head pos", "outside the first chunk", headAt);
+  if (total - headPos > inOffset) r.fail("input offset", "fewer bytes delivered than queued", offsetAt);
+  return { headPos, chunks };
+}
+
 /**
- * Decode and validate a body. `current` supplies the contents of blocks the body does not carry
+ * Decode and validate a body; file sizes may add up to at most `fsLimitBytes` (the host's cap,
+ * which also bounds what is allocated for file data). `current` supplies the contents of blocks the body does not carry
  * (block mode "some"); it is not modified. Returns a fresh state and the guest monotonic time.
  */
-export function decodeState(body: Uint8Array, current: HostState): { state: HostState; mono: bigint } {
+export function decodeState(
+  body: Uint8Array,
+  current: HostState,
+  fsLimitBytes: number,
+): { state: HostState; mono: bigint } {
   const r: Reader = new Reader(body);
   if (r.u32("magic") !== STATE_MAGIC) r.fail("magic", "not a WASI host state", 0);
   const version = r.u32("version");
-  if (version !== STATE_VERSION) r.fail("version", `unsupported version ${version}`, 4);
+  if (version !== 1 && version !== STATE_VERSION) r.fail("version", `unsupported version ${version}`, 4);
   const mono = r.u64("monotonic");
   const monoStart = r.u64("monotonic start");
   if (monoStart > mono) r.fail("monotonic start", "after the capture time", 16);
   const stdoutOffset = r.safe("stdout offset");
   const stderrOffset = r.safe("stderr offset");
+  let stdin: InputQueue = { inOffset: 0, chunks: [], headPos: 0, eof: true, peak: 0 };
+  let pendingPoll: PendingPoll | undefined;
+  if (version >= 2) {
+    const at = r.at;
+    const inOffset = r.safe("stdin offset");
+    const peak = r.safe("stdin peak");
+    const flagsAt = r.at;
+    const flags = r.u8("stdin flags");
+    if ((flags & ~1) !== 0) r.fail("stdin flags", `unknown bits ${flags}`, flagsAt);
+    stdin = { inOffset, peak, eof: flags === 1, ...readChunks(r, inOffset, at) };
+    const ppAt = r.at;
+    const hasPoll = r.u8("pending poll flag");
+    if (hasPoll > 1) r.fail("pending poll flag", "not 0 or 1", ppAt);
+    if (hasPoll === 1) {
+      const inPtr = r.u32("pending poll in ptr");
+      const outPtr = r.u32("pending poll out ptr");
+      const nsubsAt = r.at;
+      const nsubs = r.count("pending poll subscriptions", SIZE.SUBSCRIPTION);
+      if (nsubs === 0) r.fail("pending poll subscriptions", "none", nsubsAt);
+      const startAt = r.at;
+      const start = r.u64("pending poll start");
+      if (start > mono) r.fail("pending poll start", "after the capture time", startAt);
+      r.need(nsubs * SIZE.SUBSCRIPTION, "pending poll subscriptions");
+      const subs = r.body.slice(r.at, r.at + nsubs * SIZE.SUBSCRIPTION);
+      r.at += subs.length;
+      pendingPoll = { inPtr, outPtr, nsubs, subs, start };
+    }
+  }
   const args = r.strings("args");
   const env = r.strings("env");
 
@@ -420,21 +502,7 @@ export function decodeState(body: Uint8Array, current: HostState): { state: Host
     const flagsAt = r.at;
     const flags = r.u8("connection flags");
     if ((flags & ~7) !== 0) r.fail("connection flags", `unknown bits ${flags}`, flagsAt);
-    const headAt = r.at;
-    const headPos = r.u32("head pos");
-    const nchunks = r.count("chunks", 4);
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    for (let k = 0; k < nchunks; k++) {
-      const cAt = r.at;
-      const ch = r.blob("chunk", 0xffff_ffff);
-      if (ch.length === 0) r.fail("chunk", "empty chunk", cAt);
-      total += ch.length;
-      chunks.push(ch);
-    }
-    if (nchunks === 0 ? headPos !== 0 : headPos >= chunks[0]!.length)
-      r.fail("head pos", "outside the first chunk", headAt);
-    if (total - headPos > inOffset) r.fail("input offset", "fewer bytes delivered than queued", at + 4);
+    const { headPos, chunks } = readChunks(r, inOffset, at + 4);
     conns.set(id, {
       id,
       inOffset,
@@ -511,6 +579,7 @@ export function decodeState(body: Uint8Array, current: HostState): { state: Host
   const inodes = new Map<number, Inode>();
   const ninodes = r.count("inodes", 29);
   let prevIno = 0;
+  let fileBytes = 0;
   const entryAt = new Map<number, number>();
   for (let i = 0; i < ninodes; i++) {
     const at = r.at;
@@ -525,7 +594,11 @@ export function decodeState(body: Uint8Array, current: HostState): { state: Host
     const ctim = r.u64("ctim");
     if (k === 1) {
       const nlink = r.u32("nlink");
+      const sizeAt = r.at;
       const size = r.safe("size");
+      fileBytes += size;
+      if (fileBytes > fsLimitBytes)
+        r.fail("size", `file sizes add up to more than the file-system cap ${fsLimitBytes}`, sizeAt);
       inodes.set(ino, { kind: "file", ino, nlink, size, blocks: [], atim, mtim, ctim });
     } else if (k === 2) {
       const parent = r.u32("parent");
@@ -669,6 +742,8 @@ export function decodeState(body: Uint8Array, current: HostState): { state: Host
     pendingAccepts,
     stdoutOffset,
     stderrOffset,
+    stdin,
+    pendingPoll,
     monoStart,
     inodes,
     nextIno,

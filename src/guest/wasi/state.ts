@@ -6,29 +6,49 @@
  * - every fd entry of kind "conn" names a connection in `conns`; at most one fd per connection;
  * - every connection is either in `pendingAccepts` or named by exactly one fd;
  * - every fd of kind "file"/"dir" names an inode of that kind in the file system;
- * - chunks of a connection are non-empty; `headPos` < length of the first chunk.
+ * - chunks of an input queue are non-empty; `headPos` < length of the first chunk.
  */
 import type { ConnId } from "../port.ts";
 
-/** One connection of the port, from "open" until the guest closes its fd. */
-export interface Conn {
-  readonly id: ConnId;
-  /** Input offset: bytes delivered so far (the next "data" event must carry this offset). */
+/** An input stream of the port (a connection's input, or stdin): chunks delivered, not yet read. */
+export interface InputQueue {
+  /** Input offset: bytes delivered so far (the next "data"/"stdin" event must carry this offset). */
   inOffset: number;
   /** Unread input chunks, in order; each non-empty. */
   chunks: Uint8Array[];
   /** Bytes of chunks[0] already read. */
   headPos: number;
-  /** The client sent "eof": reads return 0 once chunks are empty. */
+  /** The sender ended ("eof", "stdin-eof"): reads return 0 once chunks are empty. */
   eof: boolean;
+  /** Largest unread queue since the last "drained" (backpressure bookkeeping, see host.ts). */
+  peak: number;
+}
+
+/** One connection of the port, from "open" until the guest closes its fd. */
+export interface Conn extends InputQueue {
+  readonly id: ConnId;
   /** Output offset: bytes the guest has sent so far. */
   outOffset: number;
   /** The guest shut down its sending side (emitted "shutdown"). */
   wrShut: boolean;
   /** The guest shut down its receiving side: reads return 0. */
   rdShut: boolean;
-  /** Largest unread queue since the last "drained" (backpressure bookkeeping, see host.ts). */
-  peak: number;
+}
+
+/**
+ * A poll_oneoff that blocked and was stopped (StopRequested from HostEnv.wait). The runtime
+ * re-runs the same call after resume; when its arguments and subscriptions are these, relative
+ * clock timeouts count from `start`, the guest monotonic time of the first run, so a stop (or a
+ * checkpoint, or a migration) does not restart them.
+ */
+export interface PendingPoll {
+  readonly inPtr: number;
+  readonly outPtr: number;
+  readonly nsubs: number;
+  /** The subscriptions' bytes as the first run read them (nsubs × 48). */
+  readonly subs: Uint8Array;
+  /** Guest monotonic ns at the first run. */
+  readonly start: bigint;
 }
 
 export type FdEntry =
@@ -96,6 +116,10 @@ export interface HostState {
   pendingAccepts: ConnId[];
   stdoutOffset: number;
   stderrOffset: number;
+  /** fd 0's input (eof from the start unless the host was created with stdin "port"). */
+  stdin: InputQueue;
+  /** The poll_oneoff stopped mid-wait, if any. */
+  pendingPoll: PendingPoll | undefined;
   /** Guest monotonic time at which the guest started (process/thread cputime is measured from it). */
   monoStart: bigint;
   inodes: Map<number, Inode>;

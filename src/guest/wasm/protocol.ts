@@ -10,6 +10,9 @@ import type { PortOutput } from "../port.ts";
 import type { WasiHostOptions } from "../wasi/contract.ts";
 import type { GlobalType } from "./transform.ts";
 
+/** The "queued" report's key for stdin (connection ids are u32, so never -1). */
+export const STDIN_QUEUE = -1;
+
 export interface WorkerInit {
   readonly module: WebAssembly.Module;
   readonly memory: WebAssembly.Memory;

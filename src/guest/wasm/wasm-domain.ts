@@ -20,12 +20,19 @@ import {
   PAGE_SHIFT,
   PAGE_SIZE,
 } from "../domain.ts";
-import type { GuestPort, PortInput, PortOutput } from "../port.ts";
+import type { GuestPort, PortInput, PortOutput, StdinInput } from "../port.ts";
 import type { WasiHostOptions } from "../wasi/contract.ts";
 import { loadInstrumented } from "./cache.ts";
 import { GuestError } from "./errors.ts";
 import { CTL_MEMORY_PAGES, CTL_SIGNAL, CTL_STOP, PAGES_PER_WASM_PAGE } from "./layout.ts";
-import type { Request, RequestMessage, SerializedError, WorkerEvent, WorkerInit } from "./protocol.ts";
+import {
+  type Request,
+  type RequestMessage,
+  type SerializedError,
+  STDIN_QUEUE,
+  type WorkerEvent,
+  type WorkerInit,
+} from "./protocol.ts";
 import type { Instrumented, TransformOptions } from "./transform.ts";
 
 export interface WasmDomainOptions {
@@ -483,17 +490,17 @@ export class WasmDomain implements Domain, GuestPort {
 
   // --- GuestPort ---------------------------------------------------------------------------
 
-  input(event: PortInput): number {
+  input(event: PortInput | StdinInput): number {
     this.#check("input");
     // Copy the bytes: the caller's buffer is only borrowed for this call.
     this.#input.port1.postMessage("bytes" in event ? { ...event, bytes: event.bytes.slice() } : event);
     this.#signal();
     // Bytes queued per connection: the worker's last report (after each delivery) plus what we
-    // sent since. Stdin events have no connection and report 0.
-    if (!("conn" in event)) return 0;
-    if (event.kind !== "data") return this.#queued.get(event.conn) ?? 0;
-    const q = (this.#queued.get(event.conn) ?? 0) + event.bytes.length;
-    this.#queued.set(event.conn, q);
+    // sent since. Stdin's is kept under STDIN_QUEUE.
+    const key = "conn" in event ? event.conn : STDIN_QUEUE;
+    if (!("bytes" in event)) return this.#queued.get(key) ?? 0;
+    const q = (this.#queued.get(key) ?? 0) + event.bytes.length;
+    this.#queued.set(key, q);
     return q;
   }
 

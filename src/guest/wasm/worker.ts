@@ -11,7 +11,7 @@
  */
 import { randomFillSync } from "node:crypto";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
-import type { PortInput, PortOutput } from "../port.ts";
+import type { PortInput, PortOutput, StdinInput } from "../port.ts";
 import { createRealtimeClock } from "../wasi/clocks.ts";
 import {
   type CreateWasiHost,
@@ -36,7 +36,14 @@ import {
   WASI_FUNCTIONS,
   WASI_MODULE,
 } from "./layout.ts";
-import type { Request, RequestMessage, SerializedError, WorkerEvent, WorkerInit } from "./protocol.ts";
+import {
+  type Request,
+  type RequestMessage,
+  type SerializedError,
+  STDIN_QUEUE,
+  type WorkerEvent,
+  type WorkerInit,
+} from "./protocol.ts";
 
 const ENOSYS = 52;
 const ASYNCIFY_UNWINDING = 1;
@@ -106,9 +113,10 @@ function pump(): number {
   for (;;) {
     const m = receiveMessageOnPort(inputPort);
     if (m === undefined) return n;
-    const event = m.message as PortInput;
+    const event = m.message as PortInput | StdinInput;
     const queued = host.deliver(event);
     if (event.kind === "data") post({ t: "queued", conn: event.conn, bytes: queued });
+    else if (event.kind === "stdin") post({ t: "queued", conn: STDIN_QUEUE, bytes: queued });
     n++;
   }
 }
