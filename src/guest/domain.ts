@@ -101,6 +101,15 @@ export interface Domain {
    */
   readPage(pfn: number, dst: Uint8Array): void;
 
+  /**
+   * Optional: a view of `count` pages from `pfn` in the domain's memory itself, no copy. Any state
+   * but destroyed; never write through it. The view shows later stores, so a reader that holds it
+   * past the call (an asynchronous write) must be one for which a torn page is harmless (live
+   * pre-copy: the racing store marks the page again) or keep the domain suspended until done.
+   * Throws RangeError past pageCount().
+   */
+  pageView?(pfn: number, count: number): Uint8Array;
+
   /** Overwrite page `pfn` with `src` (PAGE_SIZE bytes). Only while suspended or created. Does not mark it dirty. */
   writePage(pfn: number, src: Uint8Array): void;
 

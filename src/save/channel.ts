@@ -18,6 +18,14 @@ export interface ByteSink {
    * instead of reusing one pool.
    */
   readonly retains?: boolean;
+  /** Bytes accepted by write() so far (sinks that report `flushed()`). */
+  readonly written?: number;
+  /**
+   * Of the bytes accepted so far, how many the sink no longer references (handed to the
+   * operating system, or encrypted by TLS): a retaining sink's chunks up to that offset may be
+   * reused. Absent when the sink cannot tell (an in-memory pipe hands the chunks to its peer).
+   */
+  flushed?(): number;
   write(chunks: readonly Uint8Array[]): Promise<void>;
   /** Flush everything written and close the sending side. */
   end(): Promise<void>;
@@ -47,6 +55,11 @@ export class CountingSink implements ByteSink {
 
 /** Adapters over the transport's ByteChannel (src/transport/channel.ts). */
 export interface ChannelLike {
+  /** "tcp", "tls", "unix", "file", "pipe", "memory" (src/transport's ChannelType). */
+  readonly type?: string;
+  /** Bytes queued and not yet handed to the operating system. */
+  readonly writableLength?: number;
+  readonly writableHighWaterMark?: number;
   write(chunks: readonly Uint8Array[]): boolean;
   onData(listener: (chunk: Uint8Array) => void): void;
   pause(): void;
@@ -59,13 +72,47 @@ export interface ChannelLike {
   off(event: "close", listener: (error: Error | undefined) => void): unknown;
 }
 
-/** Largest group of chunks handed to a channel in one write() (bytes). */
-const GROUP = 64 * 1024;
+/** Smallest group of chunks handed to a channel in one write() (bytes). */
+const MIN_GROUP = 64 * 1024;
 
-/** The write side of a channel as a ByteSink: waits for "drain" after write() returns false. */
-export function channelSink(ch: ChannelLike): ByteSink {
+/** Channels whose queue is handed to the operating system: writableLength says what is still held. */
+const OS_CHANNELS = new Set(["tcp", "tls", "unix", "file", "pipe"]);
+
+/**
+ * Merge adjacent views of one buffer into one chunk (pages of one slab, runs of guest memory):
+ * fewer chunks per writev and per TLS write. Views are not copied.
+ */
+export function coalesce(chunks: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let cur: Uint8Array | undefined;
+  let len = 0;
+  for (const c of chunks) {
+    if (c.byteLength === 0) continue;
+    if (cur !== undefined && c.buffer === cur.buffer && cur.byteOffset + len === c.byteOffset) {
+      len += c.byteLength;
+      continue;
+    }
+    if (cur !== undefined)
+      out.push(len === cur.byteLength ? cur : new Uint8Array(cur.buffer, cur.byteOffset, len));
+    cur = c;
+    len = c.byteLength;
+  }
+  if (cur !== undefined)
+    out.push(len === cur.byteLength ? cur : new Uint8Array(cur.buffer, cur.byteOffset, len));
+  return out;
+}
+
+/**
+ * The write side of a channel as a ByteSink: waits for "drain" after write() returns false.
+ * Chunks go to the channel in groups of 4 × its high-water mark (≥ 64 KiB), which keeps the
+ * queue far below the channel's hard cap (16 × the mark) while giving each gather write (writev,
+ * one TLS write) enough bytes to be worth its fixed cost.
+ */
+export function channelSink(ch: ChannelLike): ByteSink & { readonly written: number } {
   let closedError: Error | undefined;
   let closed = false;
+  let written = 0;
+  const group = Math.max(MIN_GROUP, 4 * (ch.writableHighWaterMark ?? 0));
   ch.on("close", (e) => {
     closed = true;
     closedError = e;
@@ -85,38 +132,41 @@ export function channelSink(ch: ChannelLike): ByteSink {
       ch.on("drain", onDrain);
       ch.on("close", onClose);
     });
-  return {
+  const tracksFlush = ch.type !== undefined && OS_CHANNELS.has(ch.type) && ch.writableLength !== undefined;
+  const sink = {
     retains: true,
-    async write(chunks) {
-      // Hand the chunks over in groups of at most `GROUP` bytes, waiting for "drain" whenever the
-      // channel says its queue is full, so a 4 MiB batch never trips the channel's hard cap.
-      let group: Uint8Array[] = [];
+    get written() {
+      return written;
+    },
+    async write(chunks: readonly Uint8Array[]) {
+      let batch: Uint8Array[] = [];
       let bytes = 0;
-      const pieces: Uint8Array[] = [];
-      for (const c of chunks) {
-        // a chunk larger than a group (a module, a host state) goes in slices
-        for (let o = 0; o < c.byteLength; o += GROUP)
-          pieces.push(c.subarray(o, Math.min(c.byteLength, o + GROUP)));
-      }
-      for (let i = 0; i <= pieces.length; i++) {
-        const c = pieces[i];
-        if (c !== undefined) {
-          group.push(c);
+      const send = async (): Promise<void> => {
+        if (closed) throw closedError ?? new Error("channel closed");
+        const ok = ch.write(batch);
+        written += bytes;
+        batch = [];
+        bytes = 0;
+        if (!ok) await drained();
+      };
+      for (const whole of coalesce(chunks)) {
+        // a chunk larger than a group (a run of pages, a module, a host state) goes in slices
+        for (let o = 0; o < whole.byteLength; ) {
+          const c = whole.subarray(o, Math.min(whole.byteLength, o + group - bytes));
+          o += c.byteLength;
+          batch.push(c);
           bytes += c.byteLength;
-        }
-        if (group.length > 0 && (c === undefined || bytes >= GROUP)) {
-          if (closed) throw closedError ?? new Error("channel closed");
-          const ok = ch.write(group);
-          group = [];
-          bytes = 0;
-          if (!ok) await drained();
+          if (bytes >= group) await send();
         }
       }
+      if (batch.length > 0) await send();
     },
     async end() {
       ch.end();
     },
   };
+  if (!tracksFlush) return sink;
+  return Object.assign(sink, { flushed: () => written - (ch.writableLength ?? 0) });
 }
 
 /**

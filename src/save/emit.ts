@@ -10,6 +10,7 @@ import {
   CHECKPOINT_STATE,
   DHDR_TYPE_WASM32,
   EMULATOR_ID,
+  LIBXL,
   MAX_BATCH_SIZE,
   PAGE_SHIFT,
 } from "../stream/format.ts";
@@ -112,6 +113,13 @@ export class Emitter {
   }
   migrationGo(): Uint8Array[] {
     return record(colo.migrationGo, { kind: "migration-go" });
+  }
+  /**
+   * Back channel: MIGRATION_TARGET_READY (optional record, empty): the target has created its
+   * domain and applies pages as they come. Readers that do not know it skip it (bit 31).
+   */
+  migrationTargetReady(): Uint8Array[] {
+    return encodeRecord(LIBXL.MIGRATION_TARGET_READY, []);
   }
   migrationResumed(): Uint8Array[] {
     return record(colo.migrationResumed, { kind: "migration-resumed" });

@@ -14,6 +14,8 @@ export const SAVE_ERROR_CODES = [
   "io",
   /** The peer did not say RECEIVED (or said something else) after END. */
   "no-received",
+  /** A live migration's target never said it had created its domain (MIGRATION_TARGET_READY). */
+  "no-ready",
   /** The back channel carried something unexpected or malformed. */
   "back-channel",
   /** The target refused the stream (it reported an error on the back channel). */

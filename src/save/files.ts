@@ -6,7 +6,7 @@
 import { constants, createReadStream } from "node:fs";
 import { access, type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import type { ByteSink, ByteSource } from "./channel.ts";
+import { type ByteSink, type ByteSource, coalesce } from "./channel.ts";
 import { SaveError } from "./errors.ts";
 
 /** A ByteSink over a file handle; pages are copied by the kernel before write() resolves. */
@@ -17,7 +17,7 @@ export class FileSink implements ByteSink {
     this.#fh = fh;
   }
   async write(chunks: readonly Uint8Array[]): Promise<void> {
-    let list = chunks.filter((c) => c.byteLength > 0);
+    let list = coalesce(chunks);
     while (list.length > 0) {
       // writev may write less than asked; go on from where it stopped
       const { bytesWritten } = await this.#fh.writev(list as Uint8Array[]);

@@ -20,7 +20,7 @@
  * running and the controller sends further checkpoints with `sendCheckpoint()`.
  */
 import type { Domain, FsBlockRef } from "../guest/domain.ts";
-import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
+import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES, LIBXL } from "../stream/format.ts";
 import type { ByteSink, ByteSource } from "./channel.ts";
 import { Emitter } from "./emit.ts";
 import { RestoreError, SaveError } from "./errors.ts";
@@ -51,11 +51,105 @@ export type BackRecord =
   | { readonly kind: "received" }
   | { readonly kind: "resumed" };
 
+/**
+ * Follows the record framing of a headerless back channel (type u32, length u32, body padded to
+ * 8 bytes) as the bytes pass by, and calls `onRecord(type)` at each record header. Used to see
+ * MIGRATION_TARGET_READY, an optional record that the stream decoder skips.
+ */
+class FramingTap implements ByteSource {
+  readonly #inner: ByteSource;
+  readonly #onRecord: (type: number) => void;
+  readonly #head = new Uint8Array(8);
+  #fill = 0;
+  #skip = 0;
+  constructor(inner: ByteSource, onRecord: (type: number) => void) {
+    this.#inner = inner;
+    this.#onRecord = onRecord;
+  }
+  async read(): Promise<Uint8Array | null> {
+    const chunk = await this.#inner.read();
+    if (chunk !== null) this.#scan(chunk);
+    return chunk;
+  }
+  #scan(c: Uint8Array): void {
+    let i = 0;
+    while (i < c.length) {
+      if (this.#skip > 0) {
+        const k = Math.min(this.#skip, c.length - i);
+        this.#skip -= k;
+        i += k;
+        continue;
+      }
+      const k = Math.min(8 - this.#fill, c.length - i);
+      this.#head.set(c.subarray(i, i + k), this.#fill);
+      this.#fill += k;
+      i += k;
+      if (this.#fill < 8) return;
+      this.#fill = 0;
+      const v = new DataView(this.#head.buffer);
+      const length = v.getUint32(4, true);
+      this.#skip = length + ((8 - (length % 8)) % 8);
+      this.#onRecord(v.getUint32(0, true));
+    }
+  }
+}
+
 /** Reads BackRecords from the back channel's bytes (a headerless record sequence). */
 export class BackChannelReader {
   readonly reader: RecordReader;
+  #ready = false;
+  #onReady: (() => void) | undefined;
   constructor(source: ByteSource) {
-    this.reader = new RecordReader(source, { start: "back-channel" });
+    const tap = new FramingTap(source, (type) => {
+      if (type !== LIBXL.MIGRATION_TARGET_READY) return;
+      this.#ready = true;
+      this.#onReady?.();
+    });
+    this.reader = new RecordReader(tap, { start: "back-channel" });
+  }
+
+  /** True once MIGRATION_TARGET_READY went by (seen while recv() reads). */
+  get targetReady(): boolean {
+    return this.#ready;
+  }
+
+  /**
+   * Wait for MIGRATION_TARGET_READY while `pending` (a recv() in progress) reads the channel.
+   * Rejects with SaveError "no-ready" if the channel ends, fails or says anything else first, or
+   * after `timeoutMs`.
+   */
+  waitReady(pending: Promise<BackRecord | null>, timeoutMs: number): Promise<void> {
+    if (this.#ready) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(new SaveError("no-ready", `the target did not create its domain within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.#onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      pending.then(
+        (m) => {
+          clearTimeout(timer);
+          reject(
+            new SaveError(
+              "no-ready",
+              m === null
+                ? "the target closed the connection before it was ready"
+                : `the target said ${m.kind} before it was ready`,
+            ),
+          );
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(
+            new SaveError("no-ready", "the back channel failed before the target was ready", { cause: e }),
+          );
+        },
+      );
+    });
   }
 
   /** The next back-channel message, or null when the target closed the channel. */
@@ -136,6 +230,10 @@ export class BackChannelWriter {
   received(): Promise<void> {
     return this.send(this.#emit.migrationReceived());
   }
+  /** MIGRATION_TARGET_READY: the target's domain exists; the source may stop its guest. */
+  targetReady(): Promise<void> {
+    return this.send(this.#emit.migrationTargetReady());
+  }
   resumed(): Promise<void> {
     return this.send(this.#emit.migrationResumed());
   }
@@ -164,12 +262,21 @@ export interface MigrateOptions {
   /** Pre-copy tuning; `false` for a stop-and-copy migration. Default: live with defaults. */
   readonly live?: LiveOptions | false;
   readonly onProgress?: ProgressListener;
+  /**
+   * Longest wait for the target's MIGRATION_TARGET_READY before the stop-and-copy, ms (default
+   * 120,000: instrumenting a large module the target has never seen takes seconds). Without it
+   * the migration fails ("no-ready") and the source keeps running.
+   */
+  readonly readyTimeoutMs?: number;
 }
 
 /**
  * Migrate a running domain to the target at the other end of `link`. On success the source
  * domain has been destroyed and the report says how long it took; on failure before GO the
  * source domain is running again (or as it was) and a SaveError says why.
+ *
+ * The guest is suspended only after the target said MIGRATION_TARGET_READY (it created its
+ * domain on MODULE_IDENTITY), so the target's start-up never counts as downtime.
  */
 export async function migrate(
   domain: Domain,
@@ -179,17 +286,29 @@ export async function migrate(
   const t0 = performance.now();
   const saver = new StreamSaver(domain, link.sink);
   const back = new BackChannelReader(link.back);
+  // One read of the back channel runs for the whole migration: it sees READY go by (skipped by
+  // the decoder) and resolves with RECEIVED.
+  const first = back.recv();
+  first.catch(() => {});
   let pagesPerRound: number[];
   let suspendedAt: number;
+  let readyAt: number | undefined;
+  let marks: Awaited<ReturnType<typeof sendFirstCheckpoint>>["marks"];
+  let receivedAt: number;
   try {
-    ({ pagesPerRound, suspendedAt } = await sendFirstCheckpoint(saver, {
+    ({ pagesPerRound, suspendedAt, readyAt, marks } = await sendFirstCheckpoint(saver, {
       live: opts.live ?? true,
       checkpointed: false,
       seq: 0n,
       onProgress: opts.onProgress,
+      readiness: {
+        ready: () => back.targetReady,
+        wait: () => back.waitReady(first, opts.readyTimeoutMs ?? 120_000),
+      },
     }));
     opts.onProgress?.(handshakeProgress(saver, pagesPerRound.length));
-    const msg = await back.recv();
+    const msg = await first;
+    receivedAt = performance.now();
     if (msg?.kind !== "received") {
       throw new SaveError(
         "no-received",
@@ -206,21 +325,30 @@ export async function migrate(
   }
   // Switch-over: from here on the target owns the guest.
   const memoryPages = domain.pageCount();
+  let resumedAt = Number.NaN;
   try {
     await saver.writeRaw(saver.emit.migrationGo(), "MIGRATION_GO");
-    await link.sink.end();
+    const msg = await back.recv().catch(() => null);
+    if (msg?.kind === "resumed") resumedAt = performance.now();
+    await link.sink.end().catch(() => {});
   } finally {
     await domain.destroy();
   }
-  let resumedAt = Number.NaN;
-  const msg = await back.recv().catch(() => null);
-  if (msg?.kind === "resumed") resumedAt = performance.now();
   return {
     rounds: pagesPerRound.length,
     pagesPerRound,
     bytes: saver.bytes,
     totalMs: (Number.isNaN(resumedAt) ? performance.now() : resumedAt) - t0,
     downtimeMs: resumedAt - suspendedAt,
+    targetReadyMs: (readyAt ?? t0) - t0,
+    downtimeParts: {
+      suspend: marks.suspended - suspendedAt,
+      pages: marks.pages - marks.suspended,
+      context: marks.context - marks.pages,
+      hostState: marks.hostState - marks.context,
+      apply: receivedAt - marks.hostState,
+      resume: resumedAt - receivedAt,
+    },
     memoryPages,
   };
 }
@@ -252,7 +380,14 @@ export async function receiveMigration(link: TargetLink, opts: ReceiveOptions): 
   // pre-copy rounds go straight into the not-yet-started target: stream PAGE_DATA (one copy)
   const reader = new RecordReader(link.source, { streamPageData: true });
   const back = new BackChannelWriter(link.back);
-  const seed = await restoreSeed(reader, opts);
+  // Say READY as soon as the domain exists (the source suspends its guest only after that).
+  const seed = await restoreSeed(reader, {
+    ...opts,
+    onCreated: async (d) => {
+      await opts.onCreated?.(d);
+      await back.targetReady();
+    },
+  });
   const { domain } = seed;
   try {
     if (seed.end !== "end") throw new RestoreError("malformed", "a checkpointed stream, not a migration");

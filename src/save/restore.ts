@@ -40,6 +40,8 @@ export type RestoreTargetFactory = (
 
 export interface RestoreOptions {
   readonly createTarget: RestoreTargetFactory;
+  /** Called once the target exists and its identity matched (before any page is applied). */
+  readonly onCreated?: (domain: Domain) => Promise<void> | void;
 }
 
 export type RestoreEnd =
@@ -186,6 +188,7 @@ class SeedApplier {
             where,
           );
         }
+        await this.opts.onCreated?.(this.domain);
         return undefined;
       }
       case "checkpoint-info": {

@@ -35,6 +35,12 @@ export interface LiveOptions {
   readonly maxRounds?: number;
   /** Rounds in a row the dirty set may fail to shrink before giving up on pre-copy (default 3). */
   readonly maxStalls?: number;
+  /**
+   * The part of the downtime that is not the last pages (suspend, context, host state, the
+   * target's apply and the handshake), ms; the last round's pages get the rest of the target.
+   * Default: half the target.
+   */
+  readonly fixedCostMs?: number;
 }
 
 export interface SaveProgress {
@@ -62,18 +68,80 @@ export interface SaveReport {
   readonly totalMs: number;
   /** From suspend to the target's RESUMED (migration), or to the end of the write (save), ms. */
   readonly downtimeMs: number;
+  /** Where the downtime went (migration; the stop-and-copy of a save has no apply/resume). */
+  readonly downtimeParts?: DowntimeParts;
+  /** Migration: from the start until the target said it created its domain (part of totalMs), ms. */
+  readonly targetReadyMs?: number;
   readonly memoryPages: number;
+}
+
+/**
+ * The parts of a downtime, ms, measured on the source: `suspend` (stop request → guest unwound),
+ * `pages` (the last dirty pages written), `context` and `hostState` (captured and written),
+ * `apply` (until the target said RECEIVED: it finished reading, applied context and host state,
+ * bound its service), `resume` (GO → the target said RESUMED). Their sum is the downtime.
+ */
+export interface DowntimeParts {
+  readonly suspend: number;
+  readonly pages: number;
+  readonly context: number;
+  readonly hostState: number;
+  readonly apply: number;
+  readonly resume: number;
 }
 
 /** What the algorithm reports back while it runs. */
 export type ProgressListener = (p: SaveProgress) => void;
 
-/** A reusable pool of page buffers for one batch. */
-class PagePool {
+/** One batch's page buffers: a slab of MAX_BATCH pages, free again once the sink flushed it. */
+class Slab {
   readonly pages: Uint8Array[] = [];
+  /** Sink byte offset at the end of the batch last written from this slab (0: never written). */
+  releaseAt = 0;
   constructor(n: number) {
     const slab = new Uint8Array(n * PAGE_SIZE);
     for (let i = 0; i < n; i++) this.pages.push(slab.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+  }
+}
+
+/** Most slabs a saver keeps (4 MiB each): two alternate in steady state, the rest absorb a slow flush. */
+const MAX_SLABS = 4;
+
+/**
+ * Batch buffers for copied pages, bounded and recycled. A sink that does not retain chunks
+ * (a file: the kernel copied them before write() resolved) reuses one slab. A sink that retains
+ * them but reports `flushed()` gets a slab back once every byte written from it has left the
+ * sink's queue; while none is free and fewer than MAX_SLABS exist a new one is made, else the
+ * pool waits (bounded: it polls the sink, which is draining because the engine awaits every
+ * write). A retaining sink without `flushed()` (an in-memory pipe whose peer may hold the very
+ * chunks) gets a fresh slab every batch.
+ */
+class SlabPool {
+  readonly #sink: ByteSink;
+  readonly #slabs: Slab[] = [];
+  constructor(sink: ByteSink) {
+    this.#sink = sink;
+  }
+
+  async acquire(): Promise<Slab> {
+    const sink = this.#sink;
+    if (sink.retains !== true) {
+      if (this.#slabs.length === 0) this.#slabs.push(new Slab(MAX_BATCH));
+      return this.#slabs[0] as Slab;
+    }
+    if (sink.flushed === undefined) return new Slab(MAX_BATCH);
+    for (let spins = 0; ; spins++) {
+      const flushed = sink.flushed();
+      const free = this.#slabs.find((s) => s.releaseAt <= flushed);
+      if (free !== undefined) return free;
+      if (this.#slabs.length < MAX_SLABS) {
+        const slab = new Slab(MAX_BATCH);
+        this.#slabs.push(slab);
+        return slab;
+      }
+      if (spins > 10_000) return new Slab(MAX_BATCH); // a sink that stopped draining: do not hang here
+      await new Promise((r) => setTimeout(r, spins < 10 ? 0 : 1));
+    }
   }
 }
 
@@ -85,22 +153,37 @@ export class StreamSaver {
   readonly domain: Domain;
   readonly sink: ByteSink;
   readonly emit = new Emitter();
-  #pool = new PagePool(MAX_BATCH);
+  readonly #pool: SlabPool;
   #declaredPages = -1;
   #seq = 0n;
   bytes = 0;
-  /** Time spent writing pages, ms, and bytes of page records: for the throughput estimate. */
+  /** Wall time of page writing, ms, and bytes of page records: for the throughput estimate. */
   #pageMs = 0;
   #pageBytes = 0;
+  /** The last writePages call's wall time and bytes (the most recent rate). */
+  #lastMs = 0;
+  #lastBytes = 0;
 
   constructor(domain: Domain, sink: ByteSink) {
     this.domain = domain;
     this.sink = sink;
+    this.#pool = new SlabPool(sink);
   }
 
-  /** Measured page throughput, bytes/s (0 if nothing measured yet). */
+  /** Measured page throughput over everything sent so far, bytes/s (0 if nothing measured yet). */
   get rate(): number {
     return this.#pageMs > 0 ? (this.#pageBytes * 1000) / this.#pageMs : 0;
+  }
+
+  /**
+   * Page throughput of the most recent round, bytes/s, when it was large enough to time (≥ 1 ms
+   * and 64 pages), else the overall rate. Pre-copy estimates the stop-and-copy from it: the first
+   * round may have been slowed by the target creating its domain, the latest one shows the link.
+   */
+  get recentRate(): number {
+    return this.#lastMs >= 1 && this.#lastBytes >= 64 * PAGE_SIZE
+      ? (this.#lastBytes * 1000) / this.#lastMs
+      : this.rate;
   }
 
   async #write(chunks: readonly Uint8Array[], record: string): Promise<void> {
@@ -134,20 +217,40 @@ export class StreamSaver {
    * PAGE_DATA for `pfns` (ascending or not), in batches of ≤ 1,024. pfns at or past the declared
    * size are skipped (the memory shrank, or a peer's list named pages we do not have).
    * `onBatch(sent)` is called after each batch. Returns the number of pages sent.
+   *
+   * `borrow`: send views of the domain's memory itself (Domain.pageView, no copy; runs of
+   * consecutive pfns become one chunk) instead of copies. Only where a torn page cannot matter:
+   * during live pre-copy (a store racing the send marks the page again and the next round resends
+   * it), or while the domain stays suspended until the sink has written the bytes (the final
+   * round of a migration or a seed: the source stays suspended until the target acknowledged
+   * everything; a save to a file: the kernel copies before write() resolves). Checkpoints after
+   * which the source may resume at once (Remus) must copy.
    */
-  async writePages(pfns: ArrayLike<number>, onBatch?: (sent: number) => void): Promise<number> {
+  async writePages(
+    pfns: ArrayLike<number>,
+    onBatch?: (sent: number) => void,
+    borrow = false,
+  ): Promise<number> {
     const limit = this.#declaredPages;
+    const view = borrow ? this.domain.pageView?.bind(this.domain) : undefined;
     const batch = new Float64Array(MAX_BATCH);
+    const pages: Uint8Array[] = new Array(MAX_BATCH);
+    let slab: Slab | undefined;
     let n = 0;
     let sent = 0;
+    const t0 = performance.now();
+    const bytes0 = this.bytes;
     const flush = async (): Promise<void> => {
       if (n === 0) return;
-      const t0 = performance.now();
+      const t1 = performance.now();
       const before = this.bytes;
-      await this.#write(this.emit.pageData(batch.subarray(0, n), this.#pool.pages.slice(0, n)), "PAGE_DATA");
-      if (this.sink.retains === true) this.#pool = new PagePool(MAX_BATCH);
-      this.#pageMs += performance.now() - t0;
+      await this.#write(this.emit.pageData(batch.subarray(0, n), pages.slice(0, n)), "PAGE_DATA");
+      this.#pageMs += performance.now() - t1;
       this.#pageBytes += this.bytes - before;
+      if (slab !== undefined) {
+        slab.releaseAt = this.sink.written ?? 0;
+        slab = undefined;
+      }
       sent += n;
       n = 0;
       onBatch?.(sent);
@@ -155,9 +258,14 @@ export class StreamSaver {
     for (let i = 0; i < pfns.length; i++) {
       const pfn = pfns[i] as number;
       if (pfn >= limit) continue;
-      const buf = this.#pool.pages[n] as Uint8Array;
       try {
-        this.domain.readPage(pfn, buf);
+        if (view !== undefined) pages[n] = view(pfn, 1);
+        else {
+          slab ??= await this.#pool.acquire();
+          const buf = slab.pages[n] as Uint8Array;
+          this.domain.readPage(pfn, buf);
+          pages[n] = buf;
+        }
       } catch (e) {
         throw new SaveError("domain", `reading page ${pfn} failed`, { cause: e });
       }
@@ -165,6 +273,8 @@ export class StreamSaver {
       if (n === MAX_BATCH) await flush();
     }
     await flush();
+    this.#lastMs = performance.now() - t0;
+    this.#lastBytes = this.bytes - bytes0;
     return sent;
   }
 
@@ -205,14 +315,42 @@ export function allPfns(n: number): Uint32Array {
 
 export interface PrecopyResult {
   readonly pagesPerRound: number[];
-  /** Dirty pfns left for the stop-and-copy round (harvested after suspend). */
+  /** performance.now() marks of the stop-and-copy: suspend asked, suspended, pages, context, host state written. */
   readonly suspendedAt: number;
+  /** When the target said it was ready (with `readiness`). */
+  readonly readyAt: number | undefined;
+  readonly marks: {
+    readonly suspended: number;
+    readonly pages: number;
+    readonly context: number;
+    readonly hostState: number;
+  };
+}
+
+/** How pre-copy learns that the target is ready for the stop-and-copy (a migration's target). */
+export interface TargetReadiness {
+  /** True once the target said it created its domain. */
+  readonly ready: () => boolean;
+  /** Resolves when it did; rejects if the back channel failed or timed out. */
+  readonly wait: () => Promise<void>;
 }
 
 /**
  * Live pre-copy, then suspend and the stop-and-copy round, context, host state: everything of a
  * (first) checkpoint up to and including END/CHECKPOINT_END. Leaves the domain suspended.
  * `seq` is the checkpoint sequence number written in CHECKPOINT_INFO.
+ *
+ * Stop-and-copy decision: after each round, the pages dirtied during it are what a stop now would
+ * send. Their time at the most recent round's throughput must fit the page budget: the downtime
+ * target less the fixed part of a stop (suspend, context, host state, the target's apply and the
+ * GO/RESUMED round trips; `fixedCostMs`, default half the target). Pre-copy also stops when the
+ * dirty set stopped shrinking (`maxStalls` rounds) or at `maxRounds`. With `readiness`, the guest
+ * is never suspended before the target said it is ready (its domain instantiated): pre-copy goes
+ * on with what was dirtied while waiting, so the target's start-up is never downtime.
+ *
+ * Pages are sent as views of the domain's memory (no copy) when the domain offers them: safe in
+ * pre-copy, and in the final round because the domain stays suspended until the caller (the
+ * migration, the seed, the save) has the target's acknowledgement or the file is written.
  */
 export async function sendFirstCheckpoint(
   saver: StreamSaver,
@@ -221,60 +359,81 @@ export async function sendFirstCheckpoint(
     checkpointed: boolean;
     seq: bigint;
     onProgress?: ProgressListener | undefined;
+    readiness?: TargetReadiness | undefined;
   },
 ): Promise<PrecopyResult> {
   const { domain } = saver;
   const live = opts.live !== false && domain.state === "running";
   const liveOpts: LiveOptions = typeof opts.live === "object" ? opts.live : {};
   const target = liveOpts.downtimeTargetMs ?? 20;
+  const budget = Math.max(0.5, target - (liveOpts.fixedCostMs ?? target / 2));
   const maxRounds = Math.max(1, liveOpts.maxRounds ?? 30);
   const maxStalls = liveOpts.maxStalls ?? 3;
   const pagesPerRound: number[] = [];
+  const estimateMs = (dirty: number): number => {
+    const rate = saver.recentRate;
+    return rate > 0 ? (dirty * PAGE_SIZE * 1000) / rate : Number.POSITIVE_INFINITY;
+  };
   const report = (
     phase: SaveProgress["phase"],
     pagesSent: number,
     pagesInRound: number,
     dirty: number,
   ): void => {
-    const rate = saver.rate;
-    opts.onProgress?.({
+    if (opts.onProgress === undefined) return;
+    const est = estimateMs(dirty);
+    opts.onProgress({
       phase,
       round: pagesPerRound.length + 1,
       pagesSent,
       pagesInRound,
       bytes: saver.bytes,
-      rate,
-      estimatedDowntimeMs: rate > 0 ? (dirty * PAGE_SIZE * 1000) / rate : 0,
+      rate: saver.rate,
+      estimatedDowntimeMs: Number.isFinite(est) ? est + (target - budget) : 0,
       dirtyPages: dirty,
     });
   };
 
   await saver.writeStart();
+  let readyAt: number | undefined;
+  if (opts.readiness !== undefined) {
+    // The target creates its domain on MODULE_IDENTITY: no page leaves before it can take them
+    // (they would only pile up in socket buffers), and the stream's throughput is measured from here.
+    await opts.readiness.wait();
+    readyAt = performance.now();
+  }
   let pending: ArrayLike<number>;
   if (live) {
     // Round 1: every page, while the guest runs. Marks made before this round are irrelevant.
     domain.harvestDirty();
-    let pages = await saver.declare(opts.seq);
-    pending = allPfns(pages);
+    await saver.declare(opts.seq);
+    pending = allPfns(domain.pageCount());
     let stalls = 0;
     let last = Number.POSITIVE_INFINITY;
     for (;;) {
       const inRound = pending.length;
-      const sent = await saver.writePages(pending, (s) =>
-        report("precopy", s, inRound, last === Number.POSITIVE_INFINITY ? 0 : last),
+      const sent = await saver.writePages(
+        pending,
+        (s) => report("precopy", s, inRound, last === Number.POSITIVE_INFINITY ? 0 : last),
+        true,
       );
       pagesPerRound.push(sent);
       pending = domain.harvestDirty();
-      pages = await saver.declare(opts.seq);
+      await saver.declare(opts.seq);
       const dirty = pending.length;
-      const rate = saver.rate;
-      const estimate = rate > 0 ? (dirty * PAGE_SIZE * 1000) / rate : Number.POSITIVE_INFINITY;
       stalls = dirty >= last ? stalls + 1 : 0;
       last = dirty;
       report("precopy", sent, inRound, dirty);
-      if (estimate <= target || stalls >= maxStalls || pagesPerRound.length + 1 >= maxRounds) break;
+      const fits = estimateMs(dirty) <= budget;
+      const giveUp = stalls >= maxStalls || pagesPerRound.length + 1 >= maxRounds;
+      if (!(fits || giveUp)) continue;
+      if (opts.readiness !== undefined && !opts.readiness.ready()) {
+        // The target is still creating its domain: wait, then send what was dirtied meanwhile.
+        await opts.readiness.wait();
+        if (pagesPerRound.length + 1 < maxRounds) continue;
+      }
+      break;
     }
-    void pages;
   } else {
     pending = new Uint32Array(0);
   }
@@ -291,6 +450,7 @@ export async function sendFirstCheckpoint(
   if (domain.state !== "suspended") {
     throw new SaveError("domain", `the guest is ${domain.state}, not suspended: nothing to save`);
   }
+  const suspended = performance.now();
   const pages = await saver.declare(opts.seq);
   let final: ArrayLike<number>;
   if (live) {
@@ -300,10 +460,13 @@ export async function sendFirstCheckpoint(
     domain.harvestDirty();
     final = allPfns(pages);
   }
-  const sent = await saver.writePages(final, (s) => report("stop-copy", s, final.length, final.length));
+  const sent = await saver.writePages(final, (s) => report("stop-copy", s, final.length, final.length), true);
   pagesPerRound.push(sent);
+  const pagesDone = performance.now();
   await saver.writeContext(opts.checkpointed);
+  const contextDone = performance.now();
   await saver.writeHostState(opts.checkpointed, { kind: "all" });
+  const hostDone = performance.now();
   if (opts.checkpointed) {
     // The seed carries the whole file system; later checkpoints carry changed blocks only.
     try {
@@ -312,7 +475,12 @@ export async function sendFirstCheckpoint(
       throw new SaveError("domain", "clearing the file-system dirty record failed", { cause: e });
     }
   }
-  return { pagesPerRound, suspendedAt };
+  return {
+    pagesPerRound,
+    suspendedAt,
+    readyAt,
+    marks: { suspended, pages: pagesDone, context: contextDone, hostState: hostDone },
+  };
 }
 
 /** Union of two pfn lists, ascending, no duplicates. */

@@ -185,6 +185,7 @@ export const LIBXL = {
   CHECKPOINT_SEQ: 0x434f4c23,
   /** Back channel, after SVM_READY with --verify: u64 sequence, SHA-256 of S's whole state. */
   CHECKPOINT_DIGEST: 0x434f4c24,
+  MIGRATION_TARGET_READY: 0xc34f4c25, // optional (bit 31, readers skip it), empty; back channel: target created its domain
 } as const;
 
 /** Emulator sub-header at the start of EMULATOR_XENSTORE_DATA / EMULATOR_CONTEXT: id, index. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { channelSink, channelSource } from "../../src/save/channel.ts";
+import { Emitter } from "../../src/save/emit.ts";
 import { isRestoreError, isSaveError } from "../../src/save/errors.ts";
 import {
   type CheckpointedStream,
@@ -10,7 +11,7 @@ import {
   receiveCheckpointed,
   receiveMigration,
 } from "../../src/save/migrate.ts";
-import { CHECKPOINT_STATE } from "../../src/stream/format.ts";
+import { CHECKPOINT_STATE, LIBXL } from "../../src/stream/format.ts";
 import { fault, type Interceptor, type MemoryChannel, openPair } from "../../src/transport/memory.ts";
 import { MemoryDomain, testIdentity } from "./helpers/memory-domain.ts";
 
@@ -76,8 +77,9 @@ test("without RECEIVED the source resumes and keeps running", async () => {
   const src = await busyDomain(500, 5);
   const [a, b] = openPair();
   const l = links(a, b);
-  // the target side reads everything but never answers, then drops the connection
+  // the target side says it is ready, reads everything but never answers, then drops the connection
   const drain = (async () => {
+    await l.target.back.write(new Emitter().migrationTargetReady());
     for (let c = await l.target.source.read(); c !== null; c = await l.target.source.read()) {
       if (c.length > 0 && src.state === "suspended") break;
     }
@@ -88,6 +90,24 @@ test("without RECEIVED the source resumes and keeps running", async () => {
     (e) => isSaveError(e, "no-received") || isSaveError(e, "back-channel") || isSaveError(e, "io"),
   );
   await drain;
+  assert.equal(src.state, "running");
+  await src.destroy();
+});
+
+test("a target that never says MIGRATION_TARGET_READY: the guest is never stopped", async () => {
+  const src = await busyDomain(500, 5);
+  const [a, b] = openPair();
+  const l = links(a, b);
+  let suspended = false;
+  const drain = (async () => {
+    for (let c = await l.target.source.read(); c !== null; c = await l.target.source.read()) {
+      if (src.state === "suspended") suspended = true;
+    }
+  })();
+  await assert.rejects(migrate(src, l.source, { readyTimeoutMs: 300 }), (e) => isSaveError(e, "no-ready"));
+  b.destroy();
+  await drain.catch(() => {});
+  assert.equal(suspended, false);
   assert.equal(src.state, "running");
   await src.destroy();
 });
@@ -110,7 +130,13 @@ test("without GO the target discards what it received", async () => {
       source: l.target.source,
       back: {
         write: async (ch) => {
-          total = 0;
+          // MIGRATION_TARGET_READY goes first; cut at RECEIVED
+          const head = ch[0];
+          if (
+            head !== undefined &&
+            new DataView(head.buffer, head.byteOffset).getUint32(0, true) === LIBXL.MIGRATION_RECEIVED
+          )
+            total = 0;
           await l.target.back.write(ch);
         },
         end: () => l.target.back.end(),
