@@ -39,6 +39,8 @@ export interface PrimaryLinks {
   readonly mirror: PrimaryMirrorEnd;
   readonly heartbeat: Heartbeat;
   readonly peer: string;
+  /** The pair's session id (hex), the same on both ends (the fencing hook's lock name). */
+  readonly session: string;
   /** A malformed or misdirected mirror message arrived (a protocol error). */
   onMirrorError(listener: (e: ProxyError) => void): void;
   /** Close every connection; `goodbye` first tells the peer's heartbeat this is no loss. */
@@ -53,6 +55,8 @@ export interface SecondaryLinks {
   /** The primary's capability bits (its replication settings). */
   readonly capabilities: bigint;
   readonly peer: string;
+  /** The pair's session id (hex), the same on both ends (the fencing hook's lock name). */
+  readonly session: string;
   onMirrorError(listener: (e: ProxyError) => void): void;
   close(goodbye: boolean): void;
 }
@@ -100,6 +104,7 @@ export function primaryLinksOf(
     mirror,
     heartbeat: b.heartbeat,
     peer: conns.replication.remote,
+    session: Buffer.from(conns.replication.local.session).toString("hex"),
     onMirrorError: (l) => b.mirrorErrors.push(l),
     close: b.close,
   };
@@ -122,6 +127,7 @@ export function secondaryLinksOf(
     heartbeat: b.heartbeat,
     capabilities: conns.replication.peer.capabilities,
     peer: conns.replication.remote,
+    session: Buffer.from(conns.replication.local.session).toString("hex"),
     onMirrorError: (l) => b.mirrorErrors.push(l),
     close: b.close,
   };

@@ -114,6 +114,12 @@ export interface PrimaryStatus {
 
 const noLog: Log = () => {};
 
+/** A Remus checkpoint sent and not yet acknowledged. */
+interface RemusSent {
+  readonly record: Omit<CheckpointRecord, "verified" | "backBytes">;
+  readonly digest: Uint8Array | undefined;
+}
+
 /** A ByteSource that counts what it hands out. */
 class CountingSource implements ByteSource {
   readonly inner: ByteSource;
@@ -172,10 +178,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
   readonly #totals = emptyTotals();
   #divergences = 0;
   /** Remus: checkpoints sent and not yet acknowledged, with the PVM's digest (--verify). */
-  readonly #unacked = new Map<
-    bigint,
-    { record: Omit<CheckpointRecord, "verified" | "backBytes">; digest: Uint8Array | undefined }
-  >();
+  readonly #unacked = new Map<bigint, Promise<RemusSent>>();
   readonly #unsubscribe: (() => void)[] = [];
 
   constructor(o: PrimaryControllerOptions) {
@@ -375,8 +378,13 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
         this.#lose(err);
       } finally {
         this.#inCheckpoint = false;
-        if (!this.#protectedNow() && this.domain.state === "suspended")
-          await this.domain.resume().catch(() => {});
+        if (!this.#protectedNow()) {
+          // Protection ended during the checkpoint: never leave the PVM stopped or input paused.
+          if (this.domain.state === "suspended") await this.domain.resume().catch(() => {});
+          try {
+            this.proxy.setMode("unprotected");
+          } catch {}
+        }
       }
       this.#lastDoneAt = performance.now();
     }
@@ -488,6 +496,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     const t0 = performance.now();
     const bytes0 = stream.bytes;
     const back0 = back.bytes;
+    this.#checkAlive();
     this.#setState("checkpointing");
     this.proxy.pauseForCheckpoint();
     await stream.sendState(CHECKPOINT_STATE.NEW, seq);
@@ -558,6 +567,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     const seq = this.#seq + 1n;
     const t0 = performance.now();
     const bytes0 = stream.bytes;
+    this.#checkAlive();
     this.#setState("checkpointing");
     this.proxy.pauseForCheckpoint();
     if (this.domain.state === "running") await this.domain.suspend();
@@ -567,26 +577,40 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     }
     const a = this.domain.harvestDirty();
     const fsA = await this.domain.harvestFsDirty();
-    const sent = await stream.sendCheckpoint({ seq, pfns: a, fsBlocks: fsA });
-    const digest = this.settings.verify ? await this.domain.digest() : undefined;
-    this.#seq = seq;
-    this.proxy.checkpointDone(Number(seq));
-    await this.domain.resume();
-    this.#unacked.set(seq, {
-      record: {
-        seq: Number(seq),
-        trigger,
-        a: a.length,
-        b: 0,
-        d: a.length,
-        pagesSent: sent.pages,
-        bytes: stream.bytes - bytes0,
-        fsBlocks: fsA.length,
-        pauseMs: performance.now() - t0,
-        sendMs: sent.ms,
-      },
-      digest,
+    // Registered before the first byte goes out: the acknowledgement may overtake what follows.
+    let settle: (v: RemusSent) => void = () => {};
+    let fail: (e: unknown) => void = () => {};
+    const sentEntry = new Promise<RemusSent>((resolve, reject) => {
+      settle = resolve;
+      fail = reject;
     });
+    sentEntry.catch(() => {});
+    this.#unacked.set(seq, sentEntry);
+    try {
+      const sent = await stream.sendCheckpoint({ seq, pfns: a, fsBlocks: fsA });
+      const digest = this.settings.verify ? await this.domain.digest() : undefined;
+      this.#seq = seq;
+      this.proxy.checkpointDone(Number(seq));
+      await this.domain.resume();
+      settle({
+        record: {
+          seq: Number(seq),
+          trigger,
+          a: a.length,
+          b: 0,
+          d: a.length,
+          pagesSent: sent.pages,
+          bytes: stream.bytes - bytes0,
+          fsBlocks: fsA.length,
+          pauseMs: performance.now() - t0,
+          sendMs: sent.ms,
+        },
+        digest,
+      });
+    } catch (e) {
+      fail(e);
+      throw e;
+    }
     this.#setState("protected");
   }
 
@@ -605,8 +629,8 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
             `expected SVM_READY on the Remus back channel, got ${describeBack(m)}`,
           );
         }
-        const entry = this.#unacked.get(m.seq);
-        if (entry === undefined) {
+        const pending = this.#unacked.get(m.seq);
+        if (pending === undefined) {
           throw new ReplicationError(
             "protocol",
             `SVM_READY ${m.seq} for no checkpoint in flight (replayed or out of order)`,
@@ -618,6 +642,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
         const first = this.#unacked.keys().next().value;
         if (first !== m.seq)
           throw new ReplicationError("protocol", `SVM_READY ${m.seq} before ${first}`, { seq: m.seq });
+        const entry = await pending;
         const verified = entry.digest === undefined ? undefined : await this.#verify(m.seq, entry.digest);
         this.#unacked.delete(m.seq);
         this.proxy.releaseUpTo(Number(m.seq));

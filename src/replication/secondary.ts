@@ -40,6 +40,8 @@ import type { RestoreTargetFactory } from "../save/restore.ts";
 import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
 import { type ReplicationSettings, settingsFromCapabilities } from "./config.ts";
 import { codeOf, describeError, ReplicationError } from "./errors.ts";
+import { type Decision, decideTakeover, type PeerLossCause, type SecondaryAction } from "./failover.ts";
+import type { Fence } from "./fence.ts";
 import type { SecondaryLinks } from "./links.ts";
 import type { Log } from "./primary.ts";
 import { Ring, type SecondaryCheckpointRecord } from "./stats.ts";
@@ -67,6 +69,10 @@ export interface SecondaryControllerOptions {
   /** Where to serve after a takeover (the proxy's server options). */
   readonly takeover?: TakeoverOptions;
   readonly log?: Log;
+  /** Fencing hook asked before any takeover (src/replication/fence.ts); none: take over on loss. */
+  readonly fence?: Fence | undefined;
+  /** The guest's name, passed to the fencing hook. */
+  readonly name?: string | undefined;
 }
 
 export interface SecondaryEvents {
@@ -99,6 +105,8 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
   readonly #createTarget: RestoreTargetFactory;
   readonly #takeoverOptions: TakeoverOptions;
   readonly #log: Log;
+  readonly #fence: Fence | undefined;
+  readonly #name: string | undefined;
   #state: SecondaryState = "waiting";
   #settings: Pick<ReplicationSettings, "mode" | "strategy" | "verify"> | undefined;
   #links: SecondaryLinks | undefined;
@@ -123,6 +131,41 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     this.#createTarget = o.createTarget;
     this.#takeoverOptions = o.takeover ?? {};
     this.#log = o.log ?? noLog;
+    this.#fence = o.fence;
+    this.#name = o.name;
+  }
+
+  /**
+   * Manual failover (`colo failover NAME`): decide as on a lost heartbeat (the fencing hook, if
+   * any, is asked) and act on it. Resolves with the decision.
+   */
+  failover(): Promise<Decision<SecondaryAction>> {
+    if (this.#finished || this.#links === undefined) {
+      return Promise.resolve({
+        action: "stand-down",
+        detail: `nothing to take over (state ${this.#state})`,
+        fence: undefined,
+      });
+    }
+    return this.#primaryLost("manual");
+  }
+
+  /** The primary is lost (or the operator says so): src/replication/failover.ts decides. */
+  async #primaryLost(cause: PeerLossCause): Promise<Decision<SecondaryAction>> {
+    const d = await decideTakeover(
+      cause,
+      {
+        appliedSeq: Number(this.#applied),
+        name: this.#name,
+        peer: this.#links?.peer,
+        session: this.#links?.session,
+      },
+      this.#fence,
+    );
+    this.#log(d.action === "take-over" ? "warn" : "error", d.detail);
+    if (d.action === "take-over") await this.#takeover();
+    else if (d.action === "stand-down") this.#standDown(new ReplicationError("peer-lost", d.detail));
+    return d;
   }
 
   get state(): SecondaryState {
@@ -178,7 +221,7 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     const hb = links.heartbeat;
     hb.on("lost", (loss) => {
       this.#log("warn", `primary lost (${loss.reason}, silent ${loss.silentMs.toFixed(0)} ms)`);
-      void this.#takeover();
+      void this.#primaryLost("heartbeat-lost");
     });
     hb.on("closed", (info) => {
       if (info.by === "peer") this.#standDown(new ReplicationError("link", "the primary said goodbye"));

@@ -104,6 +104,8 @@ function emptyHostState(): HostState {
     pendingAccepts: [],
     stdoutOffset: 0,
     stderrOffset: 0,
+    stdin: { inOffset: 0, chunks: [], headPos: 0, eof: true, peak: 0 },
+    pendingPoll: undefined,
     monoStart: 0n,
     inodes: new Map(),
     nextIno: 1,
@@ -122,7 +124,8 @@ export interface HostSummary {
 }
 
 export function hostSummary(hostState: Uint8Array): HostSummary {
-  const { state } = decodeState(hostState, emptyHostState());
+  // Only the connection table is read; the file-system cap is the codec's business, not ours.
+  const { state } = decodeState(hostState, emptyHostState(), Number.MAX_SAFE_INTEGER);
   const inputs = new Map<ConnId, number>();
   let maxConn = -1;
   for (const [id, c] of state.conns) {
