@@ -32,6 +32,10 @@ options:
   --name NAME             control name for \`colo status NAME\`
   --metrics HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics
   --heartbeat-timeout-ms N  declare the primary lost after N ms of silence (default 500)
+  --heartbeat-ms N          heartbeat interval (default 100)
+  --fence-cmd "CMD"         fencing hook: take over only if CMD exits 0 (docs/failover.md)
+  --fence-module PATH.js    fencing hook: a module exporting fence(ctx): Promise<boolean>
+  --fence-timeout-ms N      a hook silent this long has lost (default 5000)
   --listen-any            allow a non-loopback --listen address
   --insecure-no-tls       plain TCP, no authentication (tests only)
 `;
@@ -52,6 +56,10 @@ export async function run(argv: string[]): Promise<number> {
         name: { type: "string" },
         metrics: { type: "string" },
         "heartbeat-timeout-ms": { type: "string" },
+        "heartbeat-ms": { type: "string" },
+        "fence-cmd": { type: "string" },
+        "fence-module": { type: "string" },
+        "fence-timeout-ms": { type: "string" },
         "listen-any": { type: "boolean" },
         "insecure-no-tls": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -75,6 +83,14 @@ export async function run(argv: string[]): Promise<number> {
     values["heartbeat-timeout-ms"] === undefined ? 500 : Number(values["heartbeat-timeout-ms"]);
   if (!(hbTimeout > 100)) return usageError("colo secondary", "--heartbeat-timeout-ms must be > 100", USAGE);
   const name = typeof values.name === "string" ? values.name : undefined;
+  const { failoverConfig, failoverStatus, fencingNotice } = await import("../replication/failover.ts");
+  let failover: Awaited<ReturnType<typeof failoverConfig>>;
+  try {
+    failover = await failoverConfig({ ...values, "heartbeat-timeout-ms": String(hbTimeout) });
+  } catch (e) {
+    return usageError("colo secondary", (e as Error).message, USAGE);
+  }
+  say(fencingNotice(failover));
 
   const { securityFromOptions } = await import("../transport/security.ts");
   const { listenForPrimary } = await import("../replication/links.ts");
@@ -95,6 +111,8 @@ export async function run(argv: string[]): Promise<number> {
       createTarget: wasmRestoreTarget,
       takeover: { host: service.host, listenPort: service.port },
       log,
+      fence: failover.fence,
+      name,
     });
   let controller = newController();
   let exitStatus: number | undefined;
@@ -118,7 +136,7 @@ export async function run(argv: string[]): Promise<number> {
         port: listenAt.port,
         security,
         allowNonLoopback: values["listen-any"] === true,
-        heartbeat: { timeoutMs: hbTimeout },
+        heartbeat: { timeoutMs: hbTimeout, intervalMs: failover.heartbeatMs },
       },
       (links) => {
         const c = controller;
@@ -160,7 +178,20 @@ export async function run(argv: string[]): Promise<number> {
           pages: controller.domain?.pageCount() ?? 0,
           service: formatServiceAddress(service),
         }),
-        status: async () => ({ name, service: formatServiceAddress(service), ...controller.status() }),
+        status: async () => ({
+          name,
+          service: formatServiceAddress(service),
+          ...controller.status(),
+          ...failoverStatus(
+            failover,
+            controller.state === "took-over"
+              ? "unprotected"
+              : controller.state === "stood-down"
+                ? "standing-down"
+                : "protected",
+          ),
+        }),
+        failover: async () => controller.failover(),
         checkpoints: async () => controller.records(),
       });
     } catch (e) {

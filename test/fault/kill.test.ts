@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SUBCOMMANDS } from "../../src/cli/main.ts";
 import { addVerdict, formatTally, newTally } from "./history.ts";
-import { killPrimaryRun, killSecondaryRun } from "./scenarios.ts";
+import { killPrimaryRun, killSecondaryRun, startPair } from "./scenarios.ts";
 
 const ready =
   SUBCOMMANDS.some((c) => c.name === "primary") && SUBCOMMANDS.some((c) => c.name === "secondary");
@@ -48,4 +48,56 @@ test("kill -9 of the secondary: the primary runs on unprotected, 0 lost writes",
   }
   console.log(formatTally("kill -9 secondary", tally));
   assert.equal(tally.lost, 0);
+});
+
+test("colo failover NAME: the secondary takes over at once; a losing fencing hook makes it stand down", {
+  timeout: 90_000,
+}, async (t) => {
+  if (!ready) return t.skip("colo primary / colo secondary are not registered yet");
+  const { spawnSync } = await import("node:child_process");
+  const { COLO } = await import("./cluster.ts");
+  const { waitForPong } = await import("./resp.ts");
+  const failover = (env: NodeJS.ProcessEnv, name: string) =>
+    spawnSync(process.execPath, [COLO, "failover", name, "--json"], {
+      env: { ...process.env, ...env },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+
+  const won = await startPair({ extraSecondary: ["--fence-cmd", "true"] });
+  try {
+    assert.match(won.secondary.err, /fencing hook: command: true/);
+    const r = failover(won.env, `${won.name}-s`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).action, "take-over");
+    assert.equal(await waitForPong(won.secondaryService.host, won.secondaryService.port, 10_000), true);
+  } finally {
+    await won.stop();
+  }
+
+  const lost = await startPair({ extraSecondary: ["--fence-cmd", "exit 1"] });
+  try {
+    const r = failover(lost.env, `${lost.name}-s`);
+    assert.equal(r.status, 1);
+    assert.equal(JSON.parse(r.stdout).action, "stand-down");
+    assert.equal(
+      await waitForPong(lost.secondaryService.host, lost.secondaryService.port, 1500),
+      false,
+      "a secondary that lost the fence never serves",
+    );
+  } finally {
+    await lost.stop();
+  }
+});
+
+test("without a fencing hook the secondary warns at start that a cut link can leave both serving", {
+  timeout: 60_000,
+}, async (t) => {
+  if (!ready) return t.skip("colo primary / colo secondary are not registered yet");
+  const p = await startPair();
+  try {
+    assert.match(p.secondary.err, /WARNING: no fencing hook.*cut link can leave both serving/);
+  } finally {
+    await p.stop();
+  }
 });

@@ -42,6 +42,8 @@ export interface Pair {
   readonly secondaryService: Address;
   readonly replication: Address;
   readonly name: string;
+  /** Environment of both processes (control directory, key): run `colo failover` with it. */
+  readonly env: NodeJS.ProcessEnv;
   stop(): Promise<void>;
 }
 
@@ -119,6 +121,7 @@ export async function startPair(o: PairOptions = {}): Promise<Pair> {
     secondaryService: { host: sHost, port: sPort },
     replication: { host: sHost, port: rPort },
     name,
+    env,
     async stop() {
       await Promise.all([primary.stop(), secondary.stop()]);
       s.cleanup();
