@@ -50,6 +50,7 @@ const variants: [string, TransformOptions][] = [
   ["plain", { dirty: false, asyncify: false, preempt: false }],
   ["dirty", { dirty: true, asyncify: false, preempt: false }],
   ["asyncify", { dirty: false, asyncify: true, preempt: false }],
+  ["preempt", { dirty: false, asyncify: false, preempt: true }],
   ["preempt+asyncify", { dirty: false, asyncify: true, preempt: true }],
   ["all", { dirty: true, asyncify: true, preempt: true }],
 ];

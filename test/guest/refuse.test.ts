@@ -68,6 +68,6 @@ test("accepts a minimal command module and makes its memory a shared import with
   const imports = WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}:${i.kind}`);
   assert.deepEqual(imports.sort(), ["colo.dirty:memory", "colo.memory:memory", "colo.preempt:function"]);
   assert.deepEqual(r.memory, { initial: 2, maximum: 65536 });
-  assert.match(r.version, /^colo-xform\/\d+ binaryen\/132 dirty\+asyncify\+preempt$/);
+  assert.match(r.version, /^colo-xform\/\d+ binaryen\/132 dirty\+asyncify\+preempt\/1024$/);
   assert.equal(r.hash.length, 32);
 });

@@ -19,6 +19,8 @@ export type GuestErrorCode =
   | "no-start"
   /** An instruction or feature the runtime cannot instrument (details.feature). */
   | "unsupported-feature"
+  /** Transform options out of range (details name the option). */
+  | "bad-options"
   /** binaryen produced an invalid module (a bug in the transform). */
   | "transform-failed"
   /** The worker thread failed (details.message). */

@@ -13,7 +13,10 @@
 import { PAGE_SHIFT } from "../domain.ts";
 
 /** Bumped whenever the emitted code or this layout changes; part of the transform version. */
-export const TRANSFORM_FORMAT = "colo-xform/1";
+export const TRANSFORM_FORMAT = "colo-xform/2";
+
+/** Default iterations of one loop between two preemption checks (TransformOptions.preemptInterval). */
+export const PREEMPT_INTERVAL = 1024;
 
 export const WASM_PAGE = 65536;
 /** 4 KiB pages per 64 KiB wasm page. */

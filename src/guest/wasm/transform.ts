@@ -32,6 +32,7 @@ import {
   IMPORT_MODULE,
   IMPORT_PREEMPT,
   MAX_WASM_PAGES,
+  PREEMPT_INTERVAL,
   TRANSFORM_FORMAT,
   WASI_FUNCTIONS,
   WASI_MODULE,
@@ -46,12 +47,18 @@ export interface TransformOptions {
   readonly asyncify?: boolean;
   /** Preemption checks at loop heads. Default true. */
   readonly preempt?: boolean;
+  /**
+   * Iterations of one loop between two stop checks (the check also runs on every loop entry).
+   * Default PREEMPT_INTERVAL; 1 checks on every iteration. Part of the transform version.
+   */
+  readonly preemptInterval?: number;
 }
 
 export interface ResolvedTransformOptions {
   readonly dirty: boolean;
   readonly asyncify: boolean;
   readonly preempt: boolean;
+  readonly preemptInterval: number;
 }
 
 export interface MemoryLimits {
@@ -75,7 +82,18 @@ export interface Instrumented {
 }
 
 export function resolveOptions(o: TransformOptions | undefined): ResolvedTransformOptions {
-  return { dirty: o?.dirty ?? true, asyncify: o?.asyncify ?? true, preempt: o?.preempt ?? true };
+  const preemptInterval = o?.preemptInterval ?? PREEMPT_INTERVAL;
+  if (!Number.isInteger(preemptInterval) || preemptInterval < 1 || preemptInterval > 0x7fffffff) {
+    throw new GuestError("bad-options", `preemptInterval must be an integer in [1, 2^31)`, {
+      preemptInterval,
+    });
+  }
+  return {
+    dirty: o?.dirty ?? true,
+    asyncify: o?.asyncify ?? true,
+    preempt: o?.preempt ?? true,
+    preemptInterval,
+  };
 }
 
 /** binaryen's version as reported by its package. */
@@ -86,7 +104,11 @@ const BINARYEN_VERSION = "132";
 
 /** The version string: format, binaryen, and which transforms are on. */
 export function transformVersion(o: ResolvedTransformOptions): string {
-  const on = [o.dirty ? "dirty" : "", o.asyncify ? "asyncify" : "", o.preempt ? "preempt" : ""]
+  const on = [
+    o.dirty ? "dirty" : "",
+    o.asyncify ? "asyncify" : "",
+    o.preempt ? `preempt/${o.preemptInterval}` : "",
+  ]
     .filter((s) => s !== "")
     .join("+");
   return `${TRANSFORM_FORMAT} binaryen/${BINARYEN_VERSION} ${on === "" ? "none" : on}`;
@@ -304,6 +326,10 @@ class Scratch {
   constructor(func: Ref) {
     this.#func = func;
   }
+  /** A new local of its own (not shared with any other use). */
+  fresh(type: number): number {
+    return B._BinaryenFunctionAddVar(this.#func, type) as number;
+  }
   local(depth: number, type: number, slot: number): number {
     const key = `${depth}:${type}:${slot}`;
     let idx = this.#locals.get(key);
@@ -321,6 +347,7 @@ interface WalkContext {
   readonly ctlName: string;
   readonly dirty: boolean;
   readonly preempt: boolean;
+  readonly preemptInterval: number;
   readonly growFn: string;
   readonly markRangeFn: string;
 }
@@ -328,6 +355,7 @@ interface WalkContext {
 class Walker {
   readonly #c: WalkContext;
   readonly #s: Scratch;
+  #loops = 0;
   constructor(c: WalkContext, func: Ref) {
     this.#c = c;
     this.#s = new Scratch(func);
@@ -400,15 +428,48 @@ class Walker {
         }
       }
     }
-    if (id === binaryen.LoopId && c.preempt) {
-      const body = B.Loop.getBody(e) as Ref;
-      const check = m.if(
-        m.i32.atomic.load8_u(0, m.i32.const(CTL_STOP), c.ctlName),
-        m.call(IMPORT_PREEMPT_FN, [], binaryen.none),
-      );
-      B.Loop.setBody(e, m.block(null, [check, body], binaryen.getExpressionType(body)));
-    }
+    if (id === binaryen.LoopId && c.preempt) return this.#preemptible(e);
     return e;
+  }
+
+  /**
+   * Strip-mine a loop so that its stop check runs on entry and then once every
+   * `preemptInterval` iterations, outside the loop proper:
+   *
+   *   (loop $colo$pN                          ;; entered first, and re-entered every N iterations
+   *     (if (atomic.load8_u stop) (call $preempt))
+   *     (local.set $c (i32.const N))
+   *     (loop $L                              ;; the original loop; its own branches unchanged
+   *       (br_if $colo$pN (i32.eqz (local.tee $c (i32.sub (local.get $c) (i32.const 1)))))
+   *       body))
+   *
+   * The only call is in the outer loop, so Asyncify leaves a call-free inner loop alone (one
+   * skip-guard around the whole loop rather than guards on every iteration); the inner loop pays
+   * a decrement and a branch on a local. Every loop entry checks, so nested loops across calls
+   * stay bounded: between two checks run at most N iterations of one loop body.
+   */
+  #preemptible(e: Ref): Ref {
+    const c = this.#c;
+    const m = c.m;
+    const counter = this.#s.fresh(binaryen.i32);
+    const label = `colo$p${this.#loops++}`;
+    const body = B.Loop.getBody(e) as Ref;
+    const tick = m.br(
+      label,
+      m.i32.eqz(
+        m.local.tee(counter, m.i32.sub(m.local.get(counter, binaryen.i32), m.i32.const(1)), binaryen.i32),
+      ),
+    );
+    B.Loop.setBody(e, m.block(null, [tick, body], binaryen.getExpressionType(body)));
+    const type = binaryen.getExpressionType(e);
+    const check = m.if(
+      m.i32.atomic.load8_u(0, m.i32.const(CTL_STOP), c.ctlName),
+      m.call(IMPORT_PREEMPT_FN, [], binaryen.none),
+    );
+    return m.loop(
+      label,
+      m.block(null, [check, m.local.set(counter, m.i32.const(c.preemptInterval)), e], type),
+    );
   }
 
   #children(e: Ref, accessors: readonly Accessor[], depth: number): void {
@@ -685,6 +746,7 @@ export function transform(
         ctlName: CTL_MEMORY,
         dirty: o.dirty,
         preempt: o.preempt,
+        preemptInterval: o.preemptInterval,
         growFn: GROW_FN,
         markRangeFn: MARK_RANGE_FN,
       };
