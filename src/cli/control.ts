@@ -3,6 +3,8 @@
  * socket (src/save/guest-control.ts), plus the terminal progress bar and report of save/migrate.
  */
 import type { Domain } from "../guest/domain.ts";
+import type { GuestPort, PortInput, PortOutput, StdinInput } from "../guest/port.ts";
+import type { HostState } from "../guest/wasi/state.ts";
 import { type GuestControl, startGuestControl } from "../save/guest-control.ts";
 
 export type { GuestControl };
@@ -156,6 +158,51 @@ export async function serveRestored(
   if (end === undefined) return 1;
   if (end.kind === "trap") process.stderr.write(`${opts.prefix}: guest trapped: ${end.message}\n`);
   return end.kind === "exit" ? end.code & 0xff : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection ids of a restored or received guest
+
+/**
+ * The highest connection id a restored host state holds (open, or opened and not yet accepted),
+ * 0 if none. A new service plug must number its connections above it: the guest still has those
+ * connections (their clients are gone; the restore reset them) and an id must never be reused.
+ */
+export async function highestConnId(hostState: Uint8Array): Promise<number> {
+  const { decodeState } = await import("../guest/wasi/state-codec.ts");
+  // A seed's host state carries every file-system block, so `current` is never consulted.
+  const none = { inodes: new Map(), fds: new Map(), conns: new Map() } as unknown as HostState;
+  const { state } = decodeState(hostState, none, Number.MAX_SAFE_INTEGER);
+  let max = 0;
+  for (const id of state.conns.keys()) max = Math.max(max, id);
+  for (const id of state.pendingAccepts) max = Math.max(max, id);
+  return max;
+}
+
+/**
+ * The guest's port with connection ids shifted by `base`: a plug that numbers its connections
+ * from 1 reaches the guest as base + 1, base + 2, … Outputs for ids ≤ base (connections of the
+ * previous host, whose clients are gone) are dropped, as a plug drops outputs for ids it does
+ * not know.
+ */
+export function shiftedPort(port: GuestPort, base: number): GuestPort {
+  if (base === 0) return port;
+  return {
+    input(e: PortInput | StdinInput): number {
+      return port.input("conn" in e ? { ...e, conn: e.conn + base } : e);
+    },
+    onOutput(listener: (event: PortOutput) => void): () => void {
+      return port.onOutput((ev) => {
+        if (ev.kind === "data") {
+          if (ev.stream.kind !== "conn") listener(ev);
+          else if (ev.stream.id > base)
+            listener({ ...ev, stream: { kind: "conn", id: ev.stream.id - base } });
+        } else if ("conn" in ev) {
+          if (ev.conn > base) listener({ ...ev, conn: ev.conn - base });
+        } else listener(ev);
+      });
+    },
+  };
 }
 
 /** Print a usage error and return 2. */

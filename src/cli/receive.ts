@@ -1,9 +1,17 @@
 /** `colo receive --listen HOST:PORT [--service HOST:PORT] [--name NAME]`: accept one migration. */
 import { parseArgs } from "node:util";
 import type { Domain } from "../guest/domain.ts";
+import type { GuestPort } from "../guest/port.ts";
 import { channelSink, channelSource } from "../save/channel.ts";
 import { receiveMigration } from "../save/migrate.ts";
-import { failure, serveRestored, usageError, wasmRestoreTarget } from "./control.ts";
+import {
+  failure,
+  highestConnId,
+  serveRestored,
+  shiftedPort,
+  usageError,
+  wasmRestoreTarget,
+} from "./control.ts";
 import { formatServiceAddress, parseServiceAddress, ServicePlug } from "./service.ts";
 
 export const USAGE = `usage: colo receive --listen HOST:PORT [--service HOST:PORT] [--name NAME] [--psk-file FILE]
@@ -89,8 +97,10 @@ export async function run(argv: string[]): Promise<number> {
           {
             createTarget: wasmRestoreTarget,
             // Bind the service before saying RECEIVED: if it cannot be bound, the source keeps the guest.
-            onReceived: async (domain) => {
-              plug = new ServicePlug(domain as unknown as ConstructorParameters<typeof ServicePlug>[0]);
+            onReceived: async (domain, seed) => {
+              // number new connections above those the migrated guest still holds
+              const base = await highestConnId(seed.hostState);
+              plug = new ServicePlug(shiftedPort(domain as unknown as GuestPort, base));
               bound = formatServiceAddress(await plug.listen(service));
             },
           },

@@ -1,8 +1,16 @@
 /** `colo restore FILE [--name NAME] [--service HOST:PORT]`: continue a saved guest. */
 import { parseArgs } from "node:util";
+import type { GuestPort } from "../guest/port.ts";
 import { fileSource } from "../save/files.ts";
 import { restoreFromSource } from "../save/restore.ts";
-import { failure, serveRestored, usageError, wasmRestoreTarget } from "./control.ts";
+import {
+  failure,
+  highestConnId,
+  serveRestored,
+  shiftedPort,
+  usageError,
+  wasmRestoreTarget,
+} from "./control.ts";
 import { formatServiceAddress, parseServiceAddress, ServicePlug } from "./service.ts";
 
 export const USAGE = `usage: colo restore FILE [--name NAME] [--service HOST:PORT]
@@ -60,7 +68,15 @@ export async function run(argv: string[]): Promise<number> {
   const domain = seed.domain as Awaited<ReturnType<typeof wasmRestoreTarget>> & {
     whenStopped(): Promise<void>;
   };
-  const plug = new ServicePlug(domain as unknown as ConstructorParameters<typeof ServicePlug>[0]);
+  let plug: ServicePlug;
+  try {
+    // number new connections above those the saved guest still holds
+    const base = await highestConnId(seed.hostState);
+    plug = new ServicePlug(shiftedPort(domain as unknown as GuestPort, base));
+  } catch (e) {
+    await domain.destroy();
+    return failure("colo restore", e);
+  }
   let bound: string;
   try {
     bound = formatServiceAddress(await plug.listen(service));

@@ -26,7 +26,13 @@ import { Emitter } from "./emit.ts";
 import { RestoreError, SaveError } from "./errors.ts";
 import { itemName, RecordReader } from "./reader.ts";
 import { CheckpointReceiver, type CheckpointSummary } from "./receiver.ts";
-import { asRestoreError, forEachPage, type RestoreOptions, restoreSeed } from "./restore.ts";
+import {
+  asRestoreError,
+  forEachPage,
+  type RestoredSeed,
+  type RestoreOptions,
+  restoreSeed,
+} from "./restore.ts";
 import {
   type LiveOptions,
   type ProgressListener,
@@ -368,7 +374,7 @@ function handshakeProgress(saver: StreamSaver, rounds: number) {
 
 export interface ReceiveOptions extends RestoreOptions {
   /** Called once the stream is complete, before RECEIVED is sent (e.g. to bind the service). */
-  readonly onReceived?: (domain: Domain) => Promise<void> | void;
+  readonly onReceived?: (domain: Domain, seed: RestoredSeed) => Promise<void> | void;
 }
 
 /**
@@ -391,7 +397,7 @@ export async function receiveMigration(link: TargetLink, opts: ReceiveOptions): 
   const { domain } = seed;
   try {
     if (seed.end !== "end") throw new RestoreError("malformed", "a checkpointed stream, not a migration");
-    await opts.onReceived?.(domain);
+    await opts.onReceived?.(domain, seed);
     await back.received();
     let go: Awaited<ReturnType<typeof reader.next>>;
     try {

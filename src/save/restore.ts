@@ -58,6 +58,8 @@ export interface RestoredSeed {
   readonly seq: bigint;
   readonly memoryPages: number;
   readonly bytes: number;
+  /** The host state applied (EMULATOR_CONTEXT body): e.g. to find the connections it holds. */
+  readonly hostState: Uint8Array;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -247,7 +249,7 @@ class SeedApplier {
         }
         await d.applyContext(this.#context);
         await d.applyHostState(this.#hostState);
-        return { domain: d, end, seq: this.#seq, memoryPages: this.#declared };
+        return { domain: d, end, seq: this.#seq, memoryPages: this.#declared, hostState: this.#hostState };
       }
       default:
         // LIBXC_CONTEXT, STATIC_DATA_END, …: structure the decoder already checked.

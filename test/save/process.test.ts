@@ -149,4 +149,91 @@ test("live migration under load: every acknowledged write is on the target", asy
   await dst.finished;
 });
 
-// TODO(issue 4): migration between two network namespaces (ip netns + veth) when root.
+function canNetns(): string | undefined {
+  if (process.getuid?.() !== 0) return "needs root (ip netns, veth)";
+  try {
+    execFileSync("ip", ["-V"], { stdio: "ignore" });
+  } catch {
+    return "needs Debian package iproute2";
+  }
+  if (!hasRedisCli()) return "needs Debian package redis-tools";
+  return undefined;
+}
+
+test("migration between two network namespaces (two hosts over a veth link)", {
+  timeout: 120_000,
+}, async (t) => {
+  const why = canNetns();
+  if (why !== undefined) return t.skip(why);
+  const id = Math.floor(Math.random() * 0xffff).toString(16);
+  const octet = 1 + Math.floor(Math.random() * 250);
+  const [nsA, nsB] = [`colo-m-${id}-a`, `colo-m-${id}-b`];
+  const [devA, devB] = [`cm${id}a`, `cm${id}b`];
+  const [ipA, ipB] = [`10.97.${octet}.1`, `10.97.${octet}.2`];
+  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
+  const inA = ["ip", "netns", "exec", nsA];
+  const inB = ["ip", "netns", "exec", nsB];
+  const cliIn = (ns: string[], port: number, ...args: string[]): string =>
+    execFileSync(ns[0] as string, [...ns.slice(1), "redis-cli", "-p", String(port), ...args], {
+      encoding: "utf8",
+      timeout: 10_000,
+    }).trim();
+  const mine: Colo[] = [];
+  try {
+    ip("netns", "add", nsA);
+    ip("netns", "add", nsB);
+    ip("link", "add", devA, "type", "veth", "peer", "name", devB);
+    ip("link", "set", devA, "netns", nsA);
+    ip("link", "set", devB, "netns", nsB);
+    ip("-n", nsA, "addr", "add", `${ipA}/24`, "dev", devA);
+    ip("-n", nsB, "addr", "add", `${ipB}/24`, "dev", devB);
+    for (const [ns, dev] of [
+      [nsA, devA],
+      [nsB, devB],
+    ] as const) {
+      ip("-n", ns, "link", "set", "lo", "up");
+      ip("-n", ns, "link", "set", dev, "up");
+    }
+    const psk = join(dir, "psk");
+    const src = new Colo(["run", KV, "--name", "kv-ns", "--service", "127.0.0.1:0"], env, inA);
+    mine.push(src);
+    const srcPort = Number((await src.waitFor(/service on 127\.0\.0\.1:(\d+)/))[1]);
+    await src.waitFor(/kv: ready/);
+    assert.equal(cliIn(inA, srcPort, "set", "where", "host-a"), "OK");
+    const dst = new Colo(
+      [
+        "receive",
+        "--listen",
+        `${ipB}:0`,
+        "--listen-any",
+        "--service",
+        "127.0.0.1:0",
+        "--name",
+        "kv-ns-2",
+        "--psk-file",
+        psk,
+      ],
+      env,
+      inB,
+    );
+    mine.push(dst);
+    const migPort = Number((await dst.waitFor(/listening on [0-9.]+:(\d+)/))[1]);
+    // the target's address exists only inside its namespace: the source reaches it over the veth
+    const mig = await colo(["migrate", "kv-ns", `${ipB}:${migPort}`, "--psk-file", psk], env, inA);
+    assert.equal(mig.status, 0, mig.err);
+    assert.match(mig.out, /downtime/);
+    assert.equal(await src.finished, 0);
+    const dstPort = Number((await dst.waitFor(/service on 127\.0\.0\.1:(\d+)/))[1]);
+    assert.equal(cliIn(inB, dstPort, "get", "where"), "host-a");
+  } finally {
+    for (const c of mine) c.kill();
+    await Promise.all(mine.map((c) => c.finished));
+    for (const ns of [nsA, nsB]) {
+      try {
+        ip("netns", "del", ns); // takes its end of the veth pair, and so the pair, with it
+      } catch {
+        // never created
+      }
+    }
+  }
+});

@@ -12,8 +12,10 @@ export class Colo {
   out = "";
   err = "";
   readonly finished: Promise<number | null>;
-  constructor(args: readonly string[], env: NodeJS.ProcessEnv) {
-    this.child = spawn(process.execPath, [COLO, ...args], { cwd: ROOT, stdio: "pipe", env });
+  /** `prefix`: a command that runs the rest, e.g. ["ip", "netns", "exec", NS]. */
+  constructor(args: readonly string[], env: NodeJS.ProcessEnv, prefix: readonly string[] = []) {
+    const argv = [...prefix, process.execPath, COLO, ...args];
+    this.child = spawn(argv[0] as string, argv.slice(1), { cwd: ROOT, stdio: "pipe", env });
     this.child.stdout.setEncoding("utf8").on("data", (s: string) => {
       this.out += s;
     });
@@ -47,8 +49,9 @@ export class Colo {
 export async function colo(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
+  prefix: readonly string[] = [],
 ): Promise<{ status: number | null; out: string; err: string }> {
-  const c = new Colo(args, env);
+  const c = new Colo(args, env, prefix);
   const status = await c.finished;
   return { status, out: c.out, err: c.err };
 }
