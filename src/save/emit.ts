@@ -10,7 +10,6 @@ import {
   CHECKPOINT_STATE,
   DHDR_TYPE_WASM32,
   EMULATOR_ID,
-  LIBXL,
   MAX_BATCH_SIZE,
   PAGE_SHIFT,
 } from "../stream/format.ts";
@@ -115,11 +114,11 @@ export class Emitter {
     return record(colo.migrationGo, { kind: "migration-go" });
   }
   /**
-   * Back channel: MIGRATION_TARGET_READY (optional record, empty): the target has created its
-   * domain and applies pages as they come. Readers that do not know it skip it (bit 31).
+   * Back channel: MIGRATION_TARGET_READY (empty): the target has created its domain and applies
+   * pages as they come.
    */
   migrationTargetReady(): Uint8Array[] {
-    return encodeRecord(LIBXL.MIGRATION_TARGET_READY, []);
+    return record(colo.migrationTargetReady, { kind: "migration-target-ready" });
   }
   migrationResumed(): Uint8Array[] {
     return record(colo.migrationResumed, { kind: "migration-resumed" });

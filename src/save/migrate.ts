@@ -6,6 +6,8 @@
  *
  * Plain migration (architecture: "Connections"):
  *
+ *   source: headers, MODULE_IDENTITY, STATIC_DATA_END
+ *   target:     creates its domain from the module                          → MIGRATION_TARGET_READY
  *   source: pre-copy rounds … suspend, last pages, GUEST_CONTEXT, END, EMULATOR_CONTEXT, END
  *   target:                       (applied into a not-yet-started domain)   → MIGRATION_RECEIVED
  *   source: MIGRATION_GO, destroys its guest
@@ -20,7 +22,7 @@
  * running and the controller sends further checkpoints with `sendCheckpoint()`.
  */
 import type { Domain, FsBlockRef } from "../guest/domain.ts";
-import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES, LIBXL } from "../stream/format.ts";
+import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
 import type { ByteSink, ByteSource } from "./channel.ts";
 import { Emitter } from "./emit.ts";
 import { RestoreError, SaveError } from "./errors.ts";
@@ -54,77 +56,30 @@ export type BackRecord =
   | { readonly kind: "fs-blocks"; readonly blocks: readonly FsBlockRef[] }
   /** CHECKPOINT_DIGEST (--verify). */
   | { readonly kind: "digest"; readonly seq: bigint; readonly digest: Uint8Array }
+  /** MIGRATION_TARGET_READY: the target created its domain (first record of a migration or seed). */
+  | { readonly kind: "target-ready" }
   | { readonly kind: "received" }
   | { readonly kind: "resumed" };
-
-/**
- * Follows the record framing of a headerless back channel (type u32, length u32, body padded to
- * 8 bytes) as the bytes pass by, and calls `onRecord(type)` at each record header. Used to see
- * MIGRATION_TARGET_READY, an optional record that the stream decoder skips.
- */
-class FramingTap implements ByteSource {
-  readonly #inner: ByteSource;
-  readonly #onRecord: (type: number) => void;
-  readonly #head = new Uint8Array(8);
-  #fill = 0;
-  #skip = 0;
-  constructor(inner: ByteSource, onRecord: (type: number) => void) {
-    this.#inner = inner;
-    this.#onRecord = onRecord;
-  }
-  async read(): Promise<Uint8Array | null> {
-    const chunk = await this.#inner.read();
-    if (chunk !== null) this.#scan(chunk);
-    return chunk;
-  }
-  #scan(c: Uint8Array): void {
-    let i = 0;
-    while (i < c.length) {
-      if (this.#skip > 0) {
-        const k = Math.min(this.#skip, c.length - i);
-        this.#skip -= k;
-        i += k;
-        continue;
-      }
-      const k = Math.min(8 - this.#fill, c.length - i);
-      this.#head.set(c.subarray(i, i + k), this.#fill);
-      this.#fill += k;
-      i += k;
-      if (this.#fill < 8) return;
-      this.#fill = 0;
-      const v = new DataView(this.#head.buffer);
-      const length = v.getUint32(4, true);
-      this.#skip = length + ((8 - (length % 8)) % 8);
-      this.#onRecord(v.getUint32(0, true));
-    }
-  }
-}
 
 /** Reads BackRecords from the back channel's bytes (a headerless record sequence). */
 export class BackChannelReader {
   readonly reader: RecordReader;
   #ready = false;
-  #onReady: (() => void) | undefined;
   constructor(source: ByteSource) {
-    const tap = new FramingTap(source, (type) => {
-      if (type !== LIBXL.MIGRATION_TARGET_READY) return;
-      this.#ready = true;
-      this.#onReady?.();
-    });
-    this.reader = new RecordReader(tap, { start: "back-channel" });
+    this.reader = new RecordReader(source, { start: "back-channel" });
   }
 
-  /** True once MIGRATION_TARGET_READY went by (seen while recv() reads). */
+  /** True once MIGRATION_TARGET_READY was read (by `waitReady`). */
   get targetReady(): boolean {
     return this.#ready;
   }
 
   /**
-   * Wait for MIGRATION_TARGET_READY while `pending` (a recv() in progress) reads the channel.
-   * Rejects with SaveError "no-ready" if the channel ends, fails or says anything else first, or
-   * after `timeoutMs`.
+   * Read the back channel's first record, which must be MIGRATION_TARGET_READY. Rejects with
+   * SaveError "no-ready" if the channel ends, fails or says anything else first, or after
+   * `timeoutMs` (the read then stays pending: the caller gives up on the channel).
    */
-  waitReady(pending: Promise<BackRecord | null>, timeoutMs: number): Promise<void> {
+  waitReady(timeoutMs: number): Promise<void> {
     if (this.#ready) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
@@ -132,19 +87,20 @@ export class BackChannelReader {
           reject(new SaveError("no-ready", `the target did not create its domain within ${timeoutMs} ms`)),
         timeoutMs,
       );
-      this.#onReady = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      pending.then(
+      this.recv().then(
         (m) => {
           clearTimeout(timer);
+          if (m?.kind === "target-ready") {
+            this.#ready = true;
+            resolve();
+            return;
+          }
           reject(
             new SaveError(
               "no-ready",
               m === null
                 ? "the target closed the connection before it was ready"
-                : `the target said ${m.kind} before it was ready`,
+                : `the target said ${describeBack(m)} before it was ready`,
             ),
           );
         },
@@ -194,6 +150,8 @@ export class BackChannelReader {
         return { kind: "fs-blocks", blocks: v.blocks.map((b) => ({ ino: b.ino, block: b.block })) };
       case "checkpoint-digest":
         return { kind: "digest", seq: v.seq, digest: v.digest.slice() };
+      case "migration-target-ready":
+        return { kind: "target-ready" };
       case "migration-received":
         return { kind: "received" };
       case "migration-resumed":
@@ -292,10 +250,7 @@ export async function migrate(
   const t0 = performance.now();
   const saver = new StreamSaver(domain, link.sink);
   const back = new BackChannelReader(link.back);
-  // One read of the back channel runs for the whole migration: it sees READY go by (skipped by
-  // the decoder) and resolves with RECEIVED.
-  const first = back.recv();
-  first.catch(() => {});
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 120_000;
   let pagesPerRound: number[];
   let suspendedAt: number;
   let readyAt: number | undefined;
@@ -309,11 +264,11 @@ export async function migrate(
       onProgress: opts.onProgress,
       readiness: {
         ready: () => back.targetReady,
-        wait: () => back.waitReady(first, opts.readyTimeoutMs ?? 120_000),
+        wait: () => back.waitReady(readyTimeoutMs),
       },
     }));
     opts.onProgress?.(handshakeProgress(saver, pagesPerRound.length));
-    const msg = await first;
+    const msg = await back.recv();
     receivedAt = performance.now();
     if (msg?.kind !== "received") {
       throw new SaveError(

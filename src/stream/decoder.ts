@@ -172,6 +172,7 @@ export const BACK_CHANNEL_RECORDS: readonly RecordKey[] = [
   { layer: "libxl", type: LIBXL.CHECKPOINT_STATE },
   { layer: "libxl", type: LIBXL.CHECKPOINT_SEQ },
   { layer: "libxl", type: LIBXL.CHECKPOINT_DIGEST },
+  { layer: "libxl", type: LIBXL.MIGRATION_TARGET_READY },
   { layer: "libxl", type: LIBXL.MIGRATION_RECEIVED },
   { layer: "libxl", type: LIBXL.MIGRATION_RESUMED },
   { layer: "libxc", type: LIBXC.CHECKPOINT_DIRTY_PFN_LIST },

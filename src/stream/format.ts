@@ -185,7 +185,11 @@ export const LIBXL = {
   CHECKPOINT_SEQ: 0x434f4c23,
   /** Back channel, after SVM_READY with --verify: u64 sequence, SHA-256 of S's whole state. */
   CHECKPOINT_DIGEST: 0x434f4c24,
-  MIGRATION_TARGET_READY: 0xc34f4c25, // optional (bit 31, readers skip it), empty; back channel: target created its domain
+  /**
+   * Back channel, target → source, first record of a plain migration (and of a checkpointed
+   * seed): the target created its domain from MODULE_IDENTITY and takes pages now. Empty.
+   */
+  MIGRATION_TARGET_READY: 0x434f4c25,
 } as const;
 
 /** Emulator sub-header at the start of EMULATOR_XENSTORE_DATA / EMULATOR_CONTEXT: id, index. */

@@ -48,6 +48,7 @@ export const LIBXL_CODECS: readonly BodyCodec<RecordValue>[] = [
   colo.migrationResumed,
   colo.checkpointSeq,
   colo.checkpointDigest,
+  colo.migrationTargetReady,
 ] as unknown as readonly BodyCodec<RecordValue>[];
 
 const LIBXC_BY_TYPE = new Map(LIBXC_CODECS.map((c) => [c.type, c]));
@@ -92,4 +93,5 @@ export type RecordValue =
   | Decoded<typeof colo.migrationGo>
   | Decoded<typeof colo.migrationResumed>
   | colo.CheckpointSeq
-  | colo.CheckpointDigest;
+  | colo.CheckpointDigest
+  | Decoded<typeof colo.migrationTargetReady>;

@@ -74,6 +74,7 @@ const STATIC_TYPES = new Set<number>([
 ]);
 const BACK_ONLY_LIBXC = new Set<number>([LIBXC.CHECKPOINT_DIRTY_PFN_LIST, LIBXC.FS_DIRTY_BLOCK_LIST]);
 const BACK_ONLY_LIBXL = new Set<number>([
+  LIBXL.MIGRATION_TARGET_READY,
   LIBXL.MIGRATION_RECEIVED,
   LIBXL.MIGRATION_RESUMED,
   LIBXL.CHECKPOINT_DIGEST,
@@ -416,6 +417,7 @@ class MainRules {
 }
 
 type BackState =
+  | "seed-target-ready"
   | "first-ready"
   | "suspended"
   | "dirty"
@@ -423,6 +425,7 @@ type BackState =
   | "ready"
   | "after-ready"
   | "after-digest"
+  | "plain-target-ready"
   | "plain-received"
   | "plain-resumed"
   | "plain-done";
@@ -431,6 +434,7 @@ const K = {
   state: { layer: "libxl", type: LIBXL.CHECKPOINT_STATE },
   seq: { layer: "libxl", type: LIBXL.CHECKPOINT_SEQ },
   digest: { layer: "libxl", type: LIBXL.CHECKPOINT_DIGEST },
+  targetReady: { layer: "libxl", type: LIBXL.MIGRATION_TARGET_READY },
   received: { layer: "libxl", type: LIBXL.MIGRATION_RECEIVED },
   resumed: { layer: "libxl", type: LIBXL.MIGRATION_RESUMED },
   dirty: { layer: "libxc", type: LIBXC.CHECKPOINT_DIRTY_PFN_LIST },
@@ -439,7 +443,10 @@ const K = {
 
 /**
  * Back-channel protocol (S → P), per mode:
- * - plain:  MIGRATION_RECEIVED, MIGRATION_RESUMED.
+ * - plain:  MIGRATION_TARGET_READY, MIGRATION_RECEIVED, MIGRATION_RESUMED (exactly these, in
+ *           this order; the stream may stop after any of them).
+ * - checkpointed modes may open with one MIGRATION_TARGET_READY (the seed's target created its
+ *   domain); it is optional there, since Xen's COLO secondary has no such step.
  * - remus:  per checkpoint SVM_READY [CHECKPOINT_DIGEST].
  * - colo:   checkpoint 1: SVM_READY [DIGEST] SVM_RESUMED; each later one: SVM_SUSPENDED,
  *           CHECKPOINT_DIRTY_PFN_LIST, [FS_DIRTY_BLOCK_LIST], SVM_READY, [DIGEST], SVM_RESUMED.
@@ -458,7 +465,7 @@ class BackRules {
 
   constructor(mode: Mode) {
     this.mode = mode;
-    this.state = mode === "plain" ? "plain-received" : mode === "remus" ? "ready" : "first-ready";
+    this.state = mode === "plain" ? "plain-target-ready" : "seed-target-ready";
   }
 
   /** Records acceptable next (fed to the decoder to resolve the layer). */
@@ -469,6 +476,10 @@ class BackRules {
 
   private base(): RecordKey[] {
     switch (this.state) {
+      case "plain-target-ready":
+        return [K.targetReady];
+      case "seed-target-ready":
+        return [K.targetReady, K.state];
       case "plain-received":
         return [K.received];
       case "plain-resumed":
@@ -499,6 +510,9 @@ class BackRules {
       return;
     }
     switch (rec.value.kind) {
+      case "migration-target-ready":
+        this.state = this.mode === "plain" ? "plain-received" : this.afterSeedReady();
+        return;
       case "migration-received":
         this.state = "plain-resumed";
         return;
@@ -525,8 +539,14 @@ class BackRules {
     }
   }
 
+  /** Where a checkpointed back channel starts once past its optional MIGRATION_TARGET_READY. */
+  private afterSeedReady(): BackState {
+    return this.mode === "remus" ? "ready" : "first-ready";
+  }
+
   private onState(rec: DecodedRecord, id: number): void {
     const S = CHECKPOINT_STATE;
+    if (this.state === "seed-target-ready") this.state = this.afterSeedReady();
     const due =
       this.state === "suspended"
         ? S.SVM_SUSPENDED

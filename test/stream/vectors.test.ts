@@ -203,6 +203,13 @@ const VECTORS: Vector[] = [
     error: "bad-length",
   },
   {
+    name: "MIGRATION_TARGET_READY with a body",
+    layer: "libxl",
+    type: 0x434f4c25,
+    body: "01",
+    error: "bad-length",
+  },
+  {
     name: "MIGRATION_RESUMED with a body",
     layer: "libxl",
     type: 0x434f4c22,
@@ -452,6 +459,7 @@ const VECTORS: Vector[] = [
   { name: "MIGRATION_RECEIVED", layer: "libxl", type: 0x434f4c20, body: "" },
   { name: "MIGRATION_GO", layer: "libxl", type: 0x434f4c21, body: "" },
   { name: "MIGRATION_RESUMED", layer: "libxl", type: 0x434f4c22, body: "" },
+  { name: "MIGRATION_TARGET_READY", layer: "libxl", type: 0x434f4c25, body: "" },
   { name: "MIGRATION_GO with body", layer: "libxl", type: 0x434f4c21, body: "00", error: "bad-length" },
   {
     name: "CHECKPOINT_SEQ 2^64-1",
@@ -560,6 +568,7 @@ test("private range: every colo number inside it, distinct, mandatory", () => {
     F.LIBXL.MIGRATION_RECEIVED,
     F.LIBXL.MIGRATION_GO,
     F.LIBXL.MIGRATION_RESUMED,
+    F.LIBXL.MIGRATION_TARGET_READY,
     F.LIBXL.CHECKPOINT_SEQ,
     F.LIBXL.CHECKPOINT_DIGEST,
   ];

@@ -91,12 +91,24 @@ test("back channel: COLO order, modes, sequence numbers", () => {
   // remus: READY acks only
   verifyBytes(bytes(st(2), st(2), st(2)), { backChannel: true, mode: "remus" });
   fails(bytes(st(2), st(3)), "order", { backChannel: true, mode: "remus" });
-  // plain: RECEIVED then RESUMED, nothing after
-  fails(bytes(rec(0x434f4c22)), "order", { backChannel: true, mode: "plain" });
-  fails(bytes(rec(0x434f4c20), rec(0x434f4c22), rec(0x434f4c22)), "order", {
-    backChannel: true,
-    mode: "plain",
-  });
+  // plain: TARGET_READY, RECEIVED, RESUMED, exactly in this order, nothing after
+  const [ready, received, resumed] = [rec(0x434f4c25), rec(0x434f4c20), rec(0x434f4c22)];
+  const plain = { backChannel: true, mode: "plain" } as const;
+  verifyBytes(bytes(ready, received, resumed), plain);
+  verifyBytes(bytes(ready, received), plain); // a back channel may stop at a record boundary
+  fails(bytes(rec(0x434f4c22)), "order", plain);
+  fails(bytes(received, resumed), "order", plain, 0); // READY missing
+  fails(bytes(ready, resumed), "order", plain, 8); // RECEIVED missing
+  fails(bytes(ready, ready, received, resumed), "order", plain, 8);
+  fails(bytes(received, ready, resumed), "order", plain, 0);
+  fails(bytes(ready, received, resumed, resumed), "order", plain, 24);
+  // the number before it was given one in our range (0xC34F4C25, optional) is no longer READY
+  fails(bytes(rec(0xc34f4c25), received, resumed), "order", plain, 8);
+  // checkpointed modes: one optional TARGET_READY first (the seed's target), never later
+  verifyBytes(bytes(ready, st(2), st(3), st(1)), { backChannel: true });
+  verifyBytes(bytes(ready, st(2), st(2)), { backChannel: true, mode: "remus" });
+  fails(bytes(st(2), ready), "order", { backChannel: true });
+  fails(bytes(ready, ready, st(2)), "order", { backChannel: true });
   // SEQ all or none: the first state uses it, the second omits it
   fails(bytes(st(2), rec(0x434f4c23, u64le(1)), st(3), st(1)), "order", { backChannel: true });
   // a digest for the wrong checkpoint

@@ -3,7 +3,7 @@
  *
  * libxc level: MODULE_IDENTITY, CHECKPOINT_INFO, GUEST_CONTEXT, FS_DIRTY_BLOCK_LIST.
  * libxl level: MIGRATION_RECEIVED, MIGRATION_GO, MIGRATION_RESUMED, CHECKPOINT_SEQ,
- * CHECKPOINT_DIGEST.
+ * CHECKPOINT_DIGEST, MIGRATION_TARGET_READY.
  */
 import {
   type BodyCodec,
@@ -193,6 +193,14 @@ export const migrationResumed = emptyCodec(
   LIBXL.MIGRATION_RESUMED,
   "MIGRATION_RESUMED",
   "migration-resumed",
+);
+
+/** Back channel: the target created its domain (MODULE_IDENTITY accepted); pages may come. */
+export const migrationTargetReady = emptyCodec(
+  "libxl",
+  LIBXL.MIGRATION_TARGET_READY,
+  "MIGRATION_TARGET_READY",
+  "migration-target-ready",
 );
 
 export interface CheckpointSeq {
