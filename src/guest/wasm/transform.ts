@@ -405,6 +405,9 @@ class Walker {
           const delta = this.visit(B.MemoryGrow.getDelta(e) as Ref, depth + 1);
           return m.call(c.growFn, [delta], binaryen.i32);
         }
+        case binaryen.BlockId:
+          this.#block(e, depth);
+          return e;
       }
     }
 
@@ -478,6 +481,48 @@ class Walker {
       if (child === 0) continue;
       const v = this.visit(child, depth);
       if (v !== child) set(e, v);
+    }
+  }
+
+  /**
+   * A block's children, with runs of stores off one base local marked once per run: stores
+   * `base ± k` (offset o) in the same block, with nothing between or inside them that can call,
+   * branch, write memory, grow it or change `base` (see simpleFor), touching together a span of at
+   * most one page, are followed, after the last of them, by marks of the pages of the span's first
+   * and last byte, instead of two marks after each store. A span of at most 4096 bytes lies in
+   * those two pages (or one), also when the address arithmetic wraps, since every store of the
+   * run computes its address as (base + k + o) mod 2^32.
+   *
+   * The deferred marks still come after every store of the run and before any point where the
+   * guest can stop or call out, so the harvester's clear-then-copy still never loses a store. A
+   * mark is never dropped because an earlier store marked the same page: the harvester may clear
+   * it between the two stores. If a store or load of the run traps, the earlier stores of the run
+   * are left unmarked; a trapped guest never runs again and its memory is not state anyone resumes.
+   */
+  #block(e: Ref, depth: number): void {
+    const n = B.Block.getNumChildren(e) as number;
+    for (let i = 0; i < n; ) {
+      const run = storeRun(e, i, n);
+      if (run !== undefined) {
+        const m = this.#c.m;
+        const last = B.Block.getChildAt(e, run.last) as Ref;
+        const mark = (d: number) =>
+          m.i32.store8(
+            0,
+            1,
+            m.i32.shr_u(m.i32.add(m.local.get(run.base, binaryen.i32), m.i32.const(d | 0)), m.i32.const(12)),
+            m.i32.const(1),
+            this.#c.ctlName,
+          );
+        const marks = run.lo === run.hi ? [mark(run.lo)] : [mark(run.lo), mark(run.hi)];
+        B.Block.setChildAt(e, run.last, this.#c.m.block(null, [last, ...marks], binaryen.none));
+        i = run.last + 1;
+        continue;
+      }
+      const child = B.Block.getChildAt(e, i) as Ref;
+      const v = this.visit(child, depth);
+      if (v !== child) B.Block.setChildAt(e, i, v);
+      i++;
     }
   }
 
@@ -558,6 +603,119 @@ class Walker {
       binaryen.none,
     );
   }
+}
+
+/** A store whose address is `local.get base` plus a constant: the base and the byte range. */
+interface BasedStore {
+  readonly base: number;
+  /** First and last byte touched, relative to the base's value. */
+  readonly lo: number;
+  readonly hi: number;
+}
+
+function basedStore(e: Ref): BasedStore | undefined {
+  if (binaryen.getExpressionId(e) !== binaryen.StoreId) return undefined;
+  const ptr = B.Store.getPtr(e) as Ref;
+  let base: number;
+  let k = 0;
+  const pid = binaryen.getExpressionId(ptr);
+  if (pid === binaryen.LocalGetId) {
+    base = B.LocalGet.getIndex(ptr) as number;
+  } else if (pid === binaryen.BinaryId) {
+    const op = B.Binary.getOp(ptr) as number;
+    const l = B.Binary.getLeft(ptr) as Ref;
+    const r = B.Binary.getRight(ptr) as Ref;
+    const isGet = (x: Ref) => binaryen.getExpressionId(x) === binaryen.LocalGetId;
+    const isConst = (x: Ref) => binaryen.getExpressionId(x) === binaryen.ConstId;
+    if (op === binaryen.AddInt32 && isGet(l) && isConst(r)) {
+      base = B.LocalGet.getIndex(l) as number;
+      k = B.Const.getValueI32(r) as number;
+    } else if (op === binaryen.AddInt32 && isConst(l) && isGet(r)) {
+      base = B.LocalGet.getIndex(r) as number;
+      k = B.Const.getValueI32(l) as number;
+    } else if (op === binaryen.SubInt32 && isGet(l) && isConst(r)) {
+      base = B.LocalGet.getIndex(l) as number;
+      k = -(B.Const.getValueI32(r) as number);
+    } else return undefined;
+  } else return undefined;
+  if (!simpleFor(B.Store.getValue(e) as Ref, base)) return undefined;
+  const lo = k + (B.Store.getOffset(e) as number);
+  return { base, lo, hi: lo + (B.Store.getBytes(e) as number) - 1 };
+}
+
+/** Expressions that may sit inside a run of stores: straight-line, no call, no memory write. */
+const SIMPLE = new Map<number, Accessor[]>(
+  [
+    binaryen.UnaryId,
+    binaryen.BinaryId,
+    binaryen.SelectId,
+    binaryen.DropId,
+    binaryen.LoadId,
+    binaryen.GlobalSetId,
+    binaryen.SIMDExtractId,
+    binaryen.SIMDReplaceId,
+    binaryen.SIMDShuffleId,
+    binaryen.SIMDTernaryId,
+    binaryen.SIMDShiftId,
+    binaryen.SIMDLoadId,
+  ].map((id) => [id, FIXED.get(id) ?? []]),
+);
+const SIMPLE_LEAVES = new Set<number>([
+  binaryen.NopId,
+  binaryen.ConstId,
+  binaryen.LocalGetId,
+  binaryen.GlobalGetId,
+  binaryen.MemorySizeId,
+]);
+
+/**
+ * True if `e` cannot call, branch, stop, write or grow memory, or change local `base`: it may
+ * sit between two stores of a run without moving a mark past a point the guest can stop at.
+ */
+function simpleFor(e: Ref, base: number): boolean {
+  const id = binaryen.getExpressionId(e);
+  if (SIMPLE_LEAVES.has(id)) return true;
+  if (id === binaryen.LocalSetId) {
+    return (B.LocalSet.getIndex(e) as number) !== base && simpleFor(B.LocalSet.getValue(e) as Ref, base);
+  }
+  const kids = SIMPLE.get(id);
+  if (kids === undefined) return false;
+  for (const [get] of kids) {
+    const c = get(e);
+    if (c !== 0 && !simpleFor(c, base)) return false;
+  }
+  return true;
+}
+
+/** Stores in a run span at most this many bytes, so that their bytes lie in at most two pages. */
+const RUN_SPAN = 4096;
+
+/**
+ * The run of stores off one base starting at child `i` of `block`: at least two stores, the last
+ * at index `last`, bytes [base + lo, base + hi]. undefined if child `i` starts no such run.
+ */
+function storeRun(
+  block: Ref,
+  i: number,
+  n: number,
+): { base: number; lo: number; hi: number; last: number } | undefined {
+  const first = basedStore(B.Block.getChildAt(block, i) as Ref);
+  if (first === undefined) return undefined;
+  let { lo, hi } = first;
+  let last = i;
+  for (let j = i + 1; j < n; j++) {
+    const child = B.Block.getChildAt(block, j) as Ref;
+    const s = basedStore(child);
+    if (s !== undefined && s.base === first.base) {
+      const nlo = Math.min(lo, s.lo);
+      const nhi = Math.max(hi, s.hi);
+      if (nhi - nlo >= RUN_SPAN) break;
+      lo = nlo;
+      hi = nhi;
+      last = j;
+    } else if (!simpleFor(child, first.base)) break;
+  }
+  return last === i ? undefined : { base: first.base, lo, hi, last };
 }
 
 const GLOBAL_TYPES = new Map<number, GlobalType>([
