@@ -16,7 +16,7 @@ for (const timeout of timeouts) {
   const times: number[] = [];
   let lost = 0;
   for (let i = 0; i < runs; i++) {
-    const r = await killPrimaryRun(9000 + i, { heartbeatMs: 100, heartbeatTimeoutMs: timeout });
+    const r = await killPrimaryRun(9000 + i, timeout === 500 ? {} : { heartbeatTimeoutMs: timeout });
     lost += r.verdict.violations.length;
     if (r.failoverMs !== undefined) times.push(r.failoverMs);
   }
