@@ -2,7 +2,10 @@
  * `colo run GUEST.wasm [--name NAME] [--service HOST:PORT] [--dir GUEST=HOST]... [--env K=V]...
  *  [-- ARGS…]`: run one guest in the foreground, unreplicated.
  *
- * The guest's stdout and stderr are this process's; its fd 3 (the service socket, systemd
+ * The guest's stdin, stdout and stderr are this process's (stdin fed through the port: the host
+ * is created with stdin "port", and a guest that never reads it only leaves it buffered up to the
+ * plug's bound; a terminal is passed through too, so in the background give </dev/null, as a
+ * read would stop the process with SIGTTIN); its fd 3 (the service socket, systemd
  * socket activation) is a real listening socket on --service, plugged into the guest's port by
  * ServicePlug. The exit status is the guest's; a trap is status 1 with a message on stderr.
  * SIGINT/SIGTERM stop the guest and exit with 130/143.
@@ -13,6 +16,7 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
+import type { Readable } from "node:stream";
 import { parseArgs } from "node:util";
 import type { GuestEnd } from "../guest/domain.ts";
 import type { Preopen } from "../guest/wasi/contract.ts";
@@ -26,8 +30,8 @@ export const DEFAULT_SERVICE = "127.0.0.1:6379";
 export const USAGE = `usage: colo run GUEST.wasm [--name NAME] [--service HOST:PORT] [--dir GUEST=HOST]...
                 [--env KEY=VALUE]... [-- ARGS…]
 
-Run a wasm32-wasi guest in the foreground, unreplicated. Its stdout and stderr are passed
-through; its fd 3 (the listening socket, LISTEN_FDS=1) is served on the service address.
+Run a wasm32-wasi guest in the foreground, unreplicated. Its stdin, stdout and stderr are
+passed through; its fd 3 (the listening socket, LISTEN_FDS=1) is served on the service address.
 Exit status: the guest's; 1 if it traps or cannot be loaded; 2 for bad flags.
 
 options:
@@ -179,6 +183,8 @@ export interface StartOptions {
   readonly stderr?: (bytes: Uint8Array) => void;
   /** colo's own messages (default: stderr, prefixed "colo run: "). */
   readonly log?: (message: string) => void;
+  /** Feed this stream to the guest's stdin (default: none, the guest's fd 0 reads EOF at once). */
+  readonly stdin?: Readable;
 }
 
 /** Why a guest could not be started: exit status 1, message already phrased for the user. */
@@ -221,6 +227,7 @@ export async function startGuest(options: RunOptions, extra: StartOptions = {}):
         env: options.env,
         preopens: options.preopens,
         fsLimitBytes: DEFAULT_FS_LIMIT_BYTES,
+        stdin: extra.stdin === undefined ? "empty" : "port",
       },
       transform: extra.transform,
       writeBackOnExit: true,
@@ -230,7 +237,7 @@ export async function startGuest(options: RunOptions, extra: StartOptions = {}):
     throw new RunError("load-failed", `cannot load ${options.module}: ${what}`, { cause: err });
   }
   // Subscribe before the guest starts, so no early output is missed.
-  const plug = new ServicePlug(domain, { stdout: extra.stdout, stderr: extra.stderr });
+  const plug = new ServicePlug(domain, { stdout: extra.stdout, stderr: extra.stderr, stdin: extra.stdin });
   let service: ServiceAddress | undefined;
   try {
     service = await plug.listen(options.service);
@@ -266,7 +273,8 @@ export async function stopGuest(g: RunningGuest): Promise<void> {
 export async function runGuest(options: RunOptions): Promise<number> {
   let guest: RunningGuest;
   try {
-    guest = await startGuest(options);
+    // stdin passed through, a terminal too (run colo in the background with </dev/null).
+    guest = await startGuest(options, { stdin: process.stdin });
   } catch (err) {
     if (err instanceof RunError) {
       say(err.message);

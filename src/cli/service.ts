@@ -14,8 +14,12 @@
  *   toward a slow client is buffered by the socket without bound: the port has no way to block
  *   the guest's sends (a known gap, see the report of issue 3).
  * - Output on stdout/stderr goes to the `stdout`/`stderr` sinks given.
+ * - Given a `stdin` stream (the guest's host must then be created with stdin "port"), each of
+ *   its chunks is a "stdin" input with its offset and its end (or error) is "stdin-eof"; it is
+ *   paused above `highWaterBytes` queued and resumed on "stdin-drained", like a client socket.
  */
 import net from "node:net";
+import type { Readable } from "node:stream";
 import type { ConnId, GuestPort, PortOutput } from "../guest/port.ts";
 
 /** A service address: host (IPv4, IPv6 without brackets, or a name) and TCP port. */
@@ -44,6 +48,8 @@ export interface ServicePlugOptions {
   /** Where guest stdout/stderr bytes go (default: this process's stdout/stderr). */
   readonly stdout?: (bytes: Uint8Array) => void;
   readonly stderr?: (bytes: Uint8Array) => void;
+  /** Feed this stream to the guest's stdin (default: none; the guest's fd 0 is then at EOF). */
+  readonly stdin?: Readable;
 }
 
 /** Per-connection state of the plug. */
@@ -72,6 +78,8 @@ export class ServicePlug {
   #nextId: ConnId = 1;
   /** close() was called: feed the port nothing more (the guest may be gone). */
   #closed = false;
+  /** The stdin feed, until it ends or the plug closes. */
+  #stdin: { readonly stream: Readable; offset: number; paused: boolean; stop(): void } | undefined;
 
   constructor(port: GuestPort, options: ServicePlugOptions = {}) {
     this.#port = port;
@@ -81,6 +89,41 @@ export class ServicePlug {
     // allowHalfOpen: a client's FIN is only an eof for the guest; the guest decides when to close.
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#accept(s));
     this.#unsubscribe = port.onOutput((ev) => this.#output(ev));
+    if (options.stdin !== undefined) this.#feedStdin(options.stdin);
+  }
+
+  #feedStdin(stream: Readable): void {
+    const onData = (chunk: Buffer | string) => {
+      const feed = this.#stdin;
+      if (feed === undefined) return;
+      const b = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      const bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      const queued = this.#port.input({ kind: "stdin", offset: feed.offset, bytes });
+      feed.offset += bytes.byteLength;
+      if (queued > this.#highWater && !feed.paused) {
+        feed.paused = true;
+        stream.pause();
+      }
+    };
+    const onEnd = () => {
+      if (this.#stdin === undefined) return;
+      this.#stdin.stop();
+      this.#port.input({ kind: "stdin-eof" });
+    };
+    this.#stdin = {
+      stream,
+      offset: 0,
+      paused: false,
+      stop: () => {
+        this.#stdin = undefined;
+        stream.off("data", onData);
+        stream.off("end", onEnd); // "error" stays handled (onEnd is then a no-op): never unhandled
+        stream.pause();
+      },
+    };
+    stream.on("data", onData);
+    stream.on("end", onEnd);
+    stream.on("error", onEnd);
   }
 
   /** Start listening; resolves with the bound address (useful with port 0). */
@@ -105,6 +148,7 @@ export class ServicePlug {
   /** Stop listening, drop every client, stop forwarding output. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#stdin?.stop();
     this.#unsubscribe();
     for (const c of this.#conns.values()) c.socket.destroy();
     this.#conns.clear();
@@ -187,6 +231,14 @@ export class ServicePlug {
         if (conn?.paused === true) {
           conn.paused = false;
           conn.socket.resume();
+        }
+        return;
+      }
+      case "stdin-drained": {
+        const feed = this.#stdin;
+        if (feed?.paused === true) {
+          feed.paused = false;
+          feed.stream.resume();
         }
         return;
       }

@@ -1,22 +1,26 @@
 // ServicePlug against a scripted in-memory GuestPort: ids, offsets, eof, output, close, backpressure.
 import assert from "node:assert/strict";
 import net from "node:net";
+import { PassThrough } from "node:stream";
 import { test } from "node:test";
 import { parseServiceAddress, ServicePlug } from "../../src/cli/service.ts";
-import type { GuestPort, PortInput, PortOutput } from "../../src/guest/port.ts";
+import type { GuestPort, PortInput, PortOutput, StdinInput } from "../../src/guest/port.ts";
 
-/** A fake guest port: records inputs, lets the test emit outputs, reports `queued` bytes per conn. */
+const STDIN = -1;
+
+/** A fake guest port: records inputs, lets the test emit outputs, reports `queued` bytes per conn (stdin's under -1). */
 class FakePort implements GuestPort {
-  readonly inputs: PortInput[] = [];
+  readonly inputs: Array<PortInput | StdinInput> = [];
   readonly queued = new Map<number, number>();
   #listeners: ((ev: PortOutput) => void)[] = [];
   #waiters: (() => void)[] = [];
-  input(event: PortInput): number {
+  input(event: PortInput | StdinInput): number {
     this.inputs.push(event);
     for (const w of this.#waiters.splice(0)) w();
-    if (event.kind !== "data") return this.queued.get(event.conn) ?? 0;
-    const q = (this.queued.get(event.conn) ?? 0) + event.bytes.byteLength;
-    this.queued.set(event.conn, q);
+    const key = "conn" in event ? event.conn : STDIN;
+    if (!("bytes" in event)) return this.queued.get(key) ?? 0;
+    const q = (this.queued.get(key) ?? 0) + event.bytes.byteLength;
+    this.queued.set(key, q);
     return q;
   }
   onOutput(listener: (ev: PortOutput) => void): () => void {
@@ -29,7 +33,7 @@ class FakePort implements GuestPort {
     for (const l of this.#listeners) l(ev);
   }
   /** Resolve once `pred` holds over the inputs so far (bounded by the test's own timeout). */
-  async until(pred: (inputs: PortInput[]) => boolean): Promise<void> {
+  async until(pred: (inputs: Array<PortInput | StdinInput>) => boolean): Promise<void> {
     while (!pred(this.inputs)) await new Promise<void>((r) => this.#waiters.push(r));
   }
 }
@@ -150,4 +154,42 @@ test("listen on a busy address rejects with EADDRINUSE", async (t) => {
   });
   const addr = await a.listen({ host: "127.0.0.1", port: 0 });
   await assert.rejects(b.listen(addr), (err: NodeJS.ErrnoException) => err.code === "EADDRINUSE");
+});
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+test("stdin chunks carry offsets, pause above the high-water mark, resume on stdin-drained, end is stdin-eof", async () => {
+  const port = new FakePort();
+  const stdin = new PassThrough();
+  const plug = new ServicePlug(port, { stdin, highWaterBytes: 10 });
+  stdin.write("abcd");
+  await tick();
+  stdin.write("efghijkl"); // 12 queued > 10: paused
+  await tick();
+  const fed = () =>
+    port.inputs.map((e) => (e.kind === "stdin" ? [e.offset, Buffer.from(e.bytes).toString()] : e.kind));
+  assert.deepEqual(fed(), [
+    [0, "abcd"],
+    [4, "efghijkl"],
+  ]);
+  assert.equal(stdin.isPaused(), true);
+  stdin.write("mn"); // stays in the stream while paused
+  await tick();
+  assert.equal(port.inputs.length, 2);
+  port.queued.set(STDIN, 0); // the guest read it all
+  port.emit({ kind: "stdin-drained" });
+  await tick();
+  assert.equal(stdin.isPaused(), false);
+  stdin.end();
+  await port.until((inputs) => inputs.length === 4);
+  assert.deepEqual(fed().slice(2), [[12, "mn"], "stdin-eof"]);
+  // After close nothing more is fed, and an error on the stream is not left unhandled.
+  const other = new PassThrough();
+  const plug2 = new ServicePlug(port, { stdin: other });
+  await plug2.close();
+  other.write("late");
+  other.destroy(new Error("EIO"));
+  await tick();
+  assert.equal(port.inputs.length, 4);
+  await plug.close();
 });
