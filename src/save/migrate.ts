@@ -327,6 +327,20 @@ function handshakeProgress(saver: StreamSaver, rounds: number) {
   };
 }
 
+/**
+ * `opts` with MIGRATION_TARGET_READY said on `back` as soon as the domain exists (after the
+ * caller's own onCreated): the source sends no page and never suspends its guest before that.
+ */
+function readyOnCreate<O extends RestoreOptions>(opts: O, back: BackChannelWriter): O {
+  return {
+    ...opts,
+    onCreated: async (d: Domain) => {
+      await opts.onCreated?.(d);
+      await back.targetReady();
+    },
+  };
+}
+
 export interface ReceiveOptions extends RestoreOptions {
   /** Called once the stream is complete, before RECEIVED is sent (e.g. to bind the service). */
   readonly onReceived?: (domain: Domain, seed: RestoredSeed) => Promise<void> | void;
@@ -341,14 +355,7 @@ export async function receiveMigration(link: TargetLink, opts: ReceiveOptions): 
   // pre-copy rounds go straight into the not-yet-started target: stream PAGE_DATA (one copy)
   const reader = new RecordReader(link.source, { streamPageData: true });
   const back = new BackChannelWriter(link.back);
-  // Say READY as soon as the domain exists (the source suspends its guest only after that).
-  const seed = await restoreSeed(reader, {
-    ...opts,
-    onCreated: async (d) => {
-      await opts.onCreated?.(d);
-      await back.targetReady();
-    },
-  });
+  const seed = await restoreSeed(reader, readyOnCreate(opts, back));
   const { domain } = seed;
   try {
     if (seed.end !== "end") throw new RestoreError("malformed", "a checkpointed stream, not a migration");
@@ -387,6 +394,11 @@ export interface CheckpointedOptions {
   /** Resume the source domain once the seed is acknowledged (default true). */
   readonly resume?: boolean;
   readonly onProgress?: ProgressListener;
+  /**
+   * Longest wait for the secondary's MIGRATION_TARGET_READY before any page is sent, ms (default
+   * 120,000). Without it the seed fails ("no-ready") and the source keeps running.
+   */
+  readonly readyTimeoutMs?: number;
 }
 
 export interface CheckpointSendReport {
@@ -507,9 +519,10 @@ export class CheckpointedStream {
 }
 
 /**
- * Seed a checkpointed stream: live pre-copy, suspend, the first checkpoint, then wait for
- * SVM_READY (with the seed's seq) on the back channel, then resume the source (unless told not
- * to). On failure the source domain is resumed if it was suspended here.
+ * Seed a checkpointed stream: headers and MODULE_IDENTITY, then wait for the secondary's
+ * MIGRATION_TARGET_READY (its domain exists), live pre-copy, suspend, the first checkpoint, then
+ * wait for SVM_READY (with the seed's seq) on the back channel, then resume the source (unless
+ * told not to). On failure the source domain is resumed if it was suspended here.
  */
 export async function openCheckpointedStream(
   domain: Domain,
@@ -526,6 +539,10 @@ export async function openCheckpointedStream(
       checkpointed: true,
       seq,
       onProgress: opts.onProgress,
+      readiness: {
+        ready: () => back.targetReady,
+        wait: () => back.waitReady(opts.readyTimeoutMs ?? 120_000),
+      },
     });
     opts.onProgress?.(handshakeProgress(saver, pagesPerRound.length));
     const msg = await back.recv();
@@ -692,13 +709,19 @@ export interface ReceiveCheckpointedOptions extends RestoreOptions {
  * Receive the seed of a checkpointed stream into a fresh target (not resumed: the controller
  * resumes it), acknowledge it with SVM_READY + CHECKPOINT_SEQ(seed seq), and return the open
  * target side. On failure the target has been destroyed.
+ *
+ * As in a plain migration, MIGRATION_TARGET_READY goes back as soon as the domain exists, and
+ * the seed's pages are written into the not-yet-started target as they arrive (streamed
+ * PAGE_DATA, one copy), as Xen does before the first CHECKPOINT; from the seed's CHECKPOINT_END
+ * on, PAGE_DATA is read whole and every checkpoint is buffered until complete.
  */
 export async function receiveCheckpointed(
   link: TargetLink,
   opts: ReceiveCheckpointedOptions,
 ): Promise<CheckpointedTarget> {
-  const reader = new RecordReader(link.source);
-  const seed = await restoreSeed(reader, opts);
+  const streamed = new RecordReader(link.source, { streamPageData: true });
+  const seed = await restoreSeed(streamed, readyOnCreate(opts, new BackChannelWriter(link.back)));
+  const reader = streamed.wholePageData();
   const target = new CheckpointedTarget(seed.domain, seed.seq, reader, link.back);
   try {
     if (seed.end !== "checkpoint")

@@ -67,6 +67,15 @@ export class RecordReader<S extends boolean = false> {
     }
   }
 
+  /**
+   * From the next item on, PAGE_DATA comes as whole records: the same reader, retyped (the
+   * decoder keeps its place). Call between items, not inside a streamed PAGE_DATA record.
+   */
+  wholePageData(): RecordReader<false> {
+    this.decoder.setStreamPageData(false);
+    return this as unknown as RecordReader<false>;
+  }
+
   /** The stream must end here (no further bytes). */
   async expectEof(): Promise<void> {
     const item = await this.next();

@@ -238,7 +238,7 @@ export class StreamDecoder<S extends boolean = false> {
   private phase: Phase;
   private readonly cap: number;
   private readonly reuse: boolean;
-  private readonly streamPages: boolean;
+  private streamPages: boolean;
   private stateFollows: boolean | undefined;
   private accept: readonly RecordKey[] = BACK_CHANNEL_RECORDS;
 
@@ -297,6 +297,18 @@ export class StreamDecoder<S extends boolean = false> {
   /** Stream offset of the next unconsumed byte. */
   get offset(): number {
     return this.consumed;
+  }
+
+  /**
+   * Switch streaming PAGE_DATA on or off for the records that follow (the seed of a checkpointed
+   * stream is streamed into the fresh target; its later checkpoints are buffered whole). Call
+   * between items; throws inside a streamed PAGE_DATA record. A record already being assembled
+   * whole stays whole.
+   */
+  setStreamPageData(on: boolean): void {
+    if (this.pdPhase !== null)
+      throw new Error("StreamDecoder.setStreamPageData inside a streamed PAGE_DATA record");
+    this.streamPages = on;
   }
 
   /** Back channel: the records acceptable next (default BACK_CHANNEL_RECORDS). */

@@ -112,6 +112,40 @@ test("a target that never says MIGRATION_TARGET_READY: the guest is never stoppe
   await src.destroy();
 });
 
+test("a secondary that never says MIGRATION_TARGET_READY: no page is sent, the seed fails, the source runs", async () => {
+  const src = await busyDomain(500, 5);
+  const [a, b] = openPair();
+  const l = links(a, b);
+  let bytes = 0;
+  const drain = (async () => {
+    for (let c = await l.target.source.read(); c !== null; c = await l.target.source.read())
+      bytes += c.length;
+  })();
+  await assert.rejects(openCheckpointedStream(src, l.source, { readyTimeoutMs: 300 }), (e) =>
+    isSaveError(e, "no-ready"),
+  );
+  b.destroy();
+  await drain.catch(() => {});
+  assert.ok(bytes < 4096, `only headers and the module went out (${bytes} bytes)`);
+  assert.equal(src.state, "running");
+  await src.destroy();
+});
+
+test("a secondary that says something else before MIGRATION_TARGET_READY is refused", async () => {
+  const src = await busyDomain(200, 0);
+  const [a, b] = openPair();
+  const l = links(a, b);
+  await l.target.back.write(new Emitter().checkpointState(CHECKPOINT_STATE.SVM_READY, 1n));
+  const drain = (async () => {
+    for (let c = await l.target.source.read(); c !== null; c = await l.target.source.read()) {}
+  })();
+  await assert.rejects(openCheckpointedStream(src, l.source), (e) => isSaveError(e, "no-ready"));
+  b.destroy();
+  await drain.catch(() => {});
+  assert.equal(src.state, "running");
+  await src.destroy();
+});
+
 test("without GO the target discards what it received", async () => {
   const src = await busyDomain(300, 0);
   // Cut the forward stream after END, before GO: GO is the last record, 8 bytes.

@@ -13,7 +13,7 @@ import {
   receiveMigration,
 } from "../../src/save/migrate.ts";
 import { saveDomain } from "../../src/save/save.ts";
-import { CHECKPOINT_STATE } from "../../src/stream/format.ts";
+import { CHECKPOINT_STATE, LIBXL } from "../../src/stream/format.ts";
 import { verifyBytes } from "../../src/stream/verify.ts";
 import { openPair } from "../../src/transport/memory.ts";
 import { CollectSink } from "./helpers/bytes.ts";
@@ -71,6 +71,7 @@ test("a live migration's forward stream and back channel verify", async () => {
   await dst.destroy();
   verifyBytes(p.fwd(), { mode: "plain" });
   verifyBytes(p.back(), { backChannel: true, mode: "plain" });
+  assert.equal(p.back().readUInt32LE(0), LIBXL.MIGRATION_TARGET_READY);
 });
 
 test("a checkpointed stream with several checkpoints and its back channel verify", async () => {
@@ -110,4 +111,6 @@ test("a checkpointed stream with several checkpoints and its back channel verify
   await src.destroy();
   verifyBytes(p.fwd(), { mode: "colo" });
   verifyBytes(p.back(), { backChannel: true, mode: "colo" });
+  // the seed's target said it was ready before anything else
+  assert.equal(p.back().readUInt32LE(0), LIBXL.MIGRATION_TARGET_READY);
 });

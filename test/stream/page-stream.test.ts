@@ -444,3 +444,35 @@ test("the default mode is unchanged: PAGE_DATA comes as one whole record", () =>
     ["libxc-image", "libxc-domain", "PAGE_DATA", "END"],
   );
 });
+
+test("setStreamPageData: a seed streamed, later checkpoints whole; refused inside a streamed record", () => {
+  const input = new Uint8Array(readFileSync(`${root}test/fixtures/xl-wasm-2cp.stream`));
+  const whole = new StreamDecoder().push(input);
+  const d = new StreamDecoder<boolean>({ streamPageData: true });
+  d.write(input);
+  const kinds: string[] = [];
+  let switched = false;
+  for (let item = d.next(); item !== undefined; item = d.next()) {
+    if (item.kind === "page-data-begin") {
+      assert.throws(() => d.setStreamPageData(false), /inside a streamed PAGE_DATA/);
+    }
+    kinds.push(item.kind === "record" ? item.name : item.kind);
+    if (!switched && item.kind === "record" && item.type === F.LIBXL.CHECKPOINT_END) {
+      d.setStreamPageData(false);
+      switched = true;
+    }
+  }
+  d.end();
+  assert.ok(switched);
+  const cut = kinds.indexOf("CHECKPOINT_END");
+  const before = kinds.slice(0, cut);
+  const after = kinds.slice(cut + 1);
+  assert.ok(before.includes("page-data-begin") && !before.includes("PAGE_DATA"), "seed streamed");
+  assert.ok(after.includes("PAGE_DATA") && !after.some((k) => k.startsWith("page-data")), "then whole");
+  // the same records as a whole-record decode, once the streamed triples are folded back
+  const folded = kinds.filter((k) => k !== "page-data-pages" && k !== "page-data-end");
+  assert.deepEqual(
+    folded.map((k) => (k === "page-data-begin" ? "PAGE_DATA" : k)),
+    whole.map((i) => (i.kind === "record" ? i.name : "header")),
+  );
+});
