@@ -284,7 +284,6 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     links.onMirrorError((e) =>
       this.#lose(new ReplicationError("protocol", "malformed mirror message", { cause: e })),
     );
-    hb.start();
     const t0 = performance.now();
     const back = new CountingSource(links.replication.back);
     this.#back = back;
@@ -298,6 +297,10 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       );
       this.#stream = stream;
       this.#checkAlive();
+      // Heartbeats start once the seed is in: building the replica (compiling the module) can
+      // block the secondary's main thread for longer than a heartbeat timeout. Until then a dead
+      // secondary shows as a broken replication connection.
+      hb.start();
       // Attach the mirror before anything else: the SVM may speak as soon as it resumes.
       this.proxy.setMode(
         this.settings.mode === "remus" ? "remus" : "colo",

@@ -229,7 +229,6 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     links.onMirrorError((e) =>
       this.#standDown(new ReplicationError("protocol", "malformed mirror message", { cause: e })),
     );
-    hb.start();
     this.#setState("seeding");
     void this.#run();
     return outcome;
@@ -245,6 +244,7 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       });
       this.#target = target;
       this.#domain = target.domain as TrackedDomain;
+      links.heartbeat.start(); // after the seed: see primary.ts
       if (this.#finished) {
         await target.domain.destroy().catch(() => {});
         return;
