@@ -14,9 +14,9 @@ import {
   resolveOptions,
   type TransformOptions,
   type TransformSettings,
-  transform,
   transformVersion,
 } from "./transform.ts";
+import { transformOffThread } from "./transform-thread.ts";
 
 export function cacheDir(): string {
   const env = process.env;
@@ -41,7 +41,7 @@ export async function loadInstrumented(
 ): Promise<Instrumented> {
   const o = resolveOptions(options);
   const version = transformVersion(o);
-  if (dir === null) return transform(input, o, settings);
+  if (dir === null) return transformOffThread(input, o, settings);
   const key = createHash("sha256")
     .update(input)
     .update(`\0${version}\0${settings?.defaultMaxPages ?? ""}`)
@@ -57,7 +57,7 @@ export async function loadInstrumented(
   } catch {
     // missing or damaged: transform afresh
   }
-  const result = transform(input, o, settings);
+  const result = await transformOffThread(input, o, settings);
   try {
     await mkdir(dir, { recursive: true });
     const tmp = `${base}.${randomBytes(6).toString("hex")}.tmp`;
