@@ -84,3 +84,38 @@ test("a C program uses files, clocks and randomness through WasmDomain and this 
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test("a guest whose poll_oneoff is stopped more often than its timeout still times out (counter, real runtime)", async () => {
+  const wasm = new URL("../../guests/counter.wasm", import.meta.url).pathname;
+  const d = await WasmDomain.create(new Uint8Array(readFileSync(wasm)), {
+    host: {
+      args: ["counter", "--interval-ms", "150", "--count", "3"],
+      env: [],
+      preopens: [],
+      fsLimitBytes: 1 << 20,
+    },
+  });
+  let stdout = "";
+  d.onOutput((e: PortOutput) => {
+    if (e.kind === "data" && e.stream.kind === "stdout") stdout += new TextDecoder().decode(e.bytes);
+  });
+  try {
+    await d.start();
+    // Stop and resume every ~40 ms, well inside the guest's 150 ms poll timeouts: a timeout that
+    // restarted at each re-run of the call would never expire, and the counter would never tick.
+    for (let i = 0; i < 200 && d.state !== "exited" && d.state !== "trapped"; i++) {
+      await new Promise((r) => setTimeout(r, 40));
+      if (d.state !== "running") continue;
+      await d.suspend(); // resolves too if the guest ends instead
+      if (d.state === "suspended") await d.resume();
+    }
+    assert.deepEqual(
+      d.end,
+      { kind: "exit", code: 0 },
+      `still ${d.state} after 200 stops; stdout:\n${stdout}`,
+    );
+    assert.match(stdout, /count 3 /);
+  } finally {
+    await d.destroy();
+  }
+});
