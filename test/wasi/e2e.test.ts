@@ -107,7 +107,7 @@ test("a guest whose poll_oneoff is stopped more often than its timeout still tim
       await new Promise((r) => setTimeout(r, 40));
       if (d.state !== "running") continue;
       await d.suspend(); // resolves too if the guest ends instead
-      if (d.state === "suspended") await d.resume();
+      if ((d.state as string) === "suspended") await d.resume(); // (suspend changed it)
     }
     assert.deepEqual(
       d.end,

@@ -354,13 +354,15 @@ class Host implements WasiHost {
       iovs,
       peek,
       m,
+      { kind: "drained", conn: e.conn },
     );
   }
 
   /**
    * Read an input queue into iovecs: bytes of at most one chunk; 0 at EOF (or when `get` returns
    * undefined: shut for reading); blocks unless the fd is non-blocking. `get` is called again
-   * after each pump, as a delivery or a close may have changed things.
+   * after each pump, as a delivery or a close may have changed things. `drained` is emitted when
+   * the read empties a queue that held DRAIN_MIN_PEAK bytes since the last one.
    */
   private queueRead(
     get: () => InputQueue | undefined,
@@ -368,6 +370,7 @@ class Host implements WasiHost {
     iovs: Iov[],
     peek: boolean,
     m: GuestMemory,
+    drained: PortOutput,
   ): number {
     for (;;) {
       this.env.pump();
@@ -384,9 +387,7 @@ class Host implements WasiHost {
           }
           if (q.chunks.length === 0 && q.peak >= DRAIN_MIN_PEAK) {
             q.peak = 0;
-            this.emit(
-              q === this.state.stdin ? { kind: "stdin-drained" } : { kind: "drained", conn: (q as Conn).id },
-            );
+            this.emit(drained);
           }
         }
         return n;
@@ -592,7 +593,7 @@ class Host implements WasiHost {
         let n: number;
         switch (e.kind) {
           case "stdin":
-            n = this.queueRead(() => this.state.stdin, e, iovs, false, m);
+            n = this.queueRead(() => this.state.stdin, e, iovs, false, m, { kind: "stdin-drained" });
             break;
           case "conn":
             n = this.connRead(e, iovs, false, m);
