@@ -114,6 +114,12 @@ export interface Domain {
   writePage(pfn: number, src: Uint8Array): void;
 
   /**
+   * Optional: overwrite the `src.length / PAGE_SIZE` consecutive pages from `firstPfn` with `src`
+   * (a whole number of pages), as writePage does for each, in one call. Same states and rules.
+   */
+  writePages?(firstPfn: number, src: Uint8Array): void;
+
+  /**
    * Return the pfns written since the previous harvest (by the guest or by the host on the
    * guest's behalf), ascending, and clear their marks, each mark cleared before the caller can
    * copy the page. Safe while running. The first harvest after start returns the pages written

@@ -328,14 +328,15 @@ function handshakeProgress(saver: StreamSaver, rounds: number) {
 }
 
 /**
- * `opts` with MIGRATION_TARGET_READY said on `back` as soon as the domain exists (after the
- * caller's own onCreated): the source sends no page and never suspends its guest before that.
+ * `opts` with MIGRATION_TARGET_READY said on `back` as soon as the domain exists and its memory
+ * is sized (the first CHECKPOINT_INFO, which the source sends right after the static data; after
+ * the caller's own onSized): the source sends no page and never suspends its guest before that.
  */
-function readyOnCreate<O extends RestoreOptions>(opts: O, back: BackChannelWriter): O {
+function readyOnSized<O extends RestoreOptions>(opts: O, back: BackChannelWriter): O {
   return {
     ...opts,
-    onCreated: async (d: Domain) => {
-      await opts.onCreated?.(d);
+    onSized: async (d: Domain) => {
+      await opts.onSized?.(d);
       await back.targetReady();
     },
   };
@@ -355,7 +356,7 @@ export async function receiveMigration(link: TargetLink, opts: ReceiveOptions): 
   // pre-copy rounds go straight into the not-yet-started target: stream PAGE_DATA (one copy)
   const reader = new RecordReader(link.source, { streamPageData: true });
   const back = new BackChannelWriter(link.back);
-  const seed = await restoreSeed(reader, readyOnCreate(opts, back));
+  const seed = await restoreSeed(reader, readyOnSized(opts, back));
   const { domain } = seed;
   try {
     if (seed.end !== "end") throw new RestoreError("malformed", "a checkpointed stream, not a migration");
@@ -720,7 +721,7 @@ export async function receiveCheckpointed(
   opts: ReceiveCheckpointedOptions,
 ): Promise<CheckpointedTarget> {
   const streamed = new RecordReader(link.source, { streamPageData: true });
-  const seed = await restoreSeed(streamed, readyOnCreate(opts, new BackChannelWriter(link.back)));
+  const seed = await restoreSeed(streamed, readyOnSized(opts, new BackChannelWriter(link.back)));
   const reader = streamed.wholePageData();
   const target = new CheckpointedTarget(seed.domain, seed.seq, reader, link.back);
   try {

@@ -24,7 +24,7 @@ import { PAGE_SIZE } from "../guest/domain.ts";
 import { StreamError } from "../stream/errors.ts";
 import { DHDR_TYPE_WASM32, EMULATOR_ID } from "../stream/format.ts";
 import type { DomainHeader } from "../stream/headers.ts";
-import { type PageData, pageTypeHasData } from "../stream/records/page-data.ts";
+import { forEachStreamedRun, type PageData, pageTypeHasData } from "../stream/records/page-data.ts";
 import type { ByteSource } from "./channel.ts";
 import { RestoreError } from "./errors.ts";
 import { itemName, RecordReader, type StreamedItem } from "./reader.ts";
@@ -42,6 +42,12 @@ export interface RestoreOptions {
   readonly createTarget: RestoreTargetFactory;
   /** Called once the target exists and its identity matched (before any page is applied). */
   readonly onCreated?: (domain: Domain) => Promise<void> | void;
+  /**
+   * Called once, after the first CHECKPOINT_INFO sized the target's memory (resize; a WebAssembly
+   * target also maps the pages then), before any page is applied: a migration target says
+   * MIGRATION_TARGET_READY here.
+   */
+  readonly onSized?: (domain: Domain) => Promise<void> | void;
 }
 
 export type RestoreEnd =
@@ -152,6 +158,12 @@ class SeedApplier {
       }
       case "page-data-pages": {
         const d = need(this.domain, item);
+        if (d.writePages !== undefined) {
+          // one call per run of consecutive pfns (a pre-copy round sends them ascending)
+          const write = d.writePages.bind(d);
+          forEachStreamedRun(this.#dataPfns, item.firstDataIndex, item.bytes, write);
+          return undefined;
+        }
         const n = item.bytes.length / PAGE_SIZE;
         for (let k = 0; k < n; k++) {
           const page = item.bytes.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE);
@@ -202,9 +214,11 @@ class SeedApplier {
             where,
           );
         }
+        const first = this.#declared < 0;
         this.#seq = v.seq;
         this.#declared = v.memoryPages;
         if (d.pageCount() !== v.memoryPages) await d.resize(v.memoryPages);
+        if (first) await this.opts.onSized?.(d);
         return undefined;
       }
       case "page-data": {

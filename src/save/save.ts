@@ -397,8 +397,10 @@ export async function sendFirstCheckpoint(
   await saver.writeStart();
   let readyAt: number | undefined;
   if (opts.readiness !== undefined) {
-    // The target creates its domain on MODULE_IDENTITY: no page leaves before it can take them
-    // (they would only pile up in socket buffers), and the stream's throughput is measured from here.
+    // The target creates its domain on MODULE_IDENTITY and sizes (and maps) its memory on the
+    // first CHECKPOINT_INFO, then says it is ready: no page leaves before it can take them (they
+    // would only pile up in socket buffers), and the stream's throughput is measured from here.
+    await saver.declare(opts.seq);
     await opts.readiness.wait();
     readyAt = performance.now();
   }

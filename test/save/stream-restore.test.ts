@@ -23,7 +23,7 @@ async function savedBytes(pages: number): Promise<Uint8Array> {
   return sink.bytes();
 }
 
-/** A factory whose targets log every page write (pfn). */
+/** A factory whose targets log every page write (pfn; a run written at once logs each of its pfns). */
 function loggingFactory() {
   const writes: number[] = [];
   const made: MemoryDomain[] = [];
@@ -33,6 +33,11 @@ function loggingFactory() {
     d.writePage = (pfn, src) => {
       writes.push(pfn);
       write(pfn, src);
+    };
+    const writeRun = d.writePages.bind(d);
+    d.writePages = (first, src) => {
+      for (let k = 0; k < src.length / 4096; k++) writes.push(first + k);
+      writeRun(first, src);
     };
     made.push(d);
     return d;

@@ -34,7 +34,9 @@ export type Request =
   | { readonly op: "captureHost"; readonly fs: FsBlockSelection }
   | { readonly op: "applyHost"; readonly body: Uint8Array }
   | { readonly op: "harvestFs" }
-  | { readonly op: "reinstantiate"; readonly memory: WebAssembly.Memory; readonly copyPages: number };
+  | { readonly op: "reinstantiate"; readonly memory: WebAssembly.Memory; readonly copyPages: number }
+  /** Touch 4 KiB pages [from, to) of the guest memory so the OS maps them now (restore target). */
+  | { readonly op: "prefault"; readonly from: number; readonly to: number };
 
 export type RequestMessage = Request & { readonly id: number };
 

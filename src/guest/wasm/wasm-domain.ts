@@ -315,6 +315,13 @@ export class WasmDomain implements Domain, GuestPort {
     if (wasmPages > cur) {
       this.#memory.grow(wasmPages - cur);
       this.#refreshView();
+      // A restore target is about to receive every page: have its worker (idle until the guest
+      // runs; the main thread stays free) map the new pages now, as Xen populates a domain's
+      // memory before the stream, so the restore's page writes take no first-touch faults
+      // (~3 µs per 4 KiB page, most of a restore's CPU time) while the stream is flowing.
+      if (this.#state === "created") {
+        await this.#request({ op: "prefault", from: 0, to: pages });
+      }
     } else if (wasmPages < cur) {
       const mem = new WebAssembly.Memory({ initial: wasmPages, maximum, shared: true });
       await this.#request({ op: "reinstantiate", memory: mem, copyPages: pages });
@@ -347,6 +354,13 @@ export class WasmDomain implements Domain, GuestPort {
     this.#check("writePage", "created", "suspended");
     const v = this.#pageView(pfn, src);
     v.set(src, pfn * PAGE_SIZE);
+  }
+
+  writePages(firstPfn: number, src: Uint8Array): void {
+    this.#check("writePages", "created", "suspended");
+    if (src.length % PAGE_SIZE !== 0)
+      throw new RangeError(`writePages: ${src.length} bytes is not a whole number of pages`);
+    this.pageView(firstPfn, src.length / PAGE_SIZE).set(src);
   }
 
   #pageView(pfn: number, buf: Uint8Array): Uint8Array {

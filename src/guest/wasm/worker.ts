@@ -289,6 +289,16 @@ function handle(req: Request): Uint8Array | ReturnType<WasiHost["harvestFsDirty"
       if (ctx !== undefined) applyContext(ctx);
       return undefined;
     }
+    case "prefault": {
+      // One atomic read-modify-write of 0 per 4 KiB page: a write access, so the OS maps (and
+      // zeroes) the page now rather than on the restore's first write of it, and the value is
+      // unchanged even when the main thread writes that page at the same moment. The guest's
+      // dirty map is not touched (only instrumented stores and host calls mark pages).
+      const words = new Int32Array(memory.buffer);
+      const to = Math.min(req.to, words.length >>> 10);
+      for (let p = Math.max(0, req.from); p < to; p++) Atomics.or(words, p << 10, 0);
+      return undefined;
+    }
   }
 }
 

@@ -120,6 +120,18 @@ export class MemoryDomain implements Domain {
     this.#mem.set(src.subarray(0, PAGE_SIZE), pfn * PAGE_SIZE);
   }
 
+  /** Calls of writePages so far (tests check that runs are written whole). */
+  writePagesCalls = 0;
+
+  writePages(firstPfn: number, src: Uint8Array): void {
+    this.#need("writePages", "suspended", "created");
+    const n = src.length / PAGE_SIZE;
+    if (!Number.isInteger(n) || firstPfn + n > this.#dirty.length)
+      throw new RangeError(`pages ${firstPfn}+${n} past ${this.#dirty.length}`);
+    this.#mem.set(src, firstPfn * PAGE_SIZE);
+    this.writePagesCalls++;
+  }
+
   harvestDirty(): Uint32Array {
     if (this.#state === "destroyed") throw new DomainError("destroyed", "harvestDirty: destroyed");
     const out: number[] = [];
