@@ -189,11 +189,13 @@ async function main(): Promise<void> {
         for (const forced of [false, true]) {
           const n =
             SCALE *
-            (cfg.remusEpoch !== undefined && clients === 1
-              ? Math.round(2500 / cfg.remusEpoch)
+            (cfg.remusEpoch !== undefined
+              ? clients === 1
+                ? Math.round(1500 / cfg.remusEpoch)
+                : 1000
               : clients === 1
-                ? 2000
-                : 10000);
+                ? 1000
+                : 5000);
           const before =
             cfg.args === undefined
               ? []
