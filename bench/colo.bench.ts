@@ -259,7 +259,11 @@ async function main(): Promise<void> {
               50,
             ),
             a: mean(cps.map((x) => x.a)),
-            b: mean(cps.map((x) => x.b)),
+            // B travels only with the back-channel strategy; otherwise the secondary's own count.
+            b:
+              cfg.args?.includes("back-channel") === true
+                ? mean(cps.map((x) => x.b))
+                : mean(sCps.map((x) => x.b)),
             d: mean(cps.map((x) => x.d)),
             kibPerCheckpoint: mean(cps.map((x) => x.bytes)) / 1024,
             withinBound:

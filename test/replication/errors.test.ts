@@ -97,3 +97,34 @@ test("stream cut mid-checkpoint with the primary gone: partial checkpoint discar
     await p.close();
   }
 });
+
+test("stream cut mid-checkpoint with the primary alive: partial checkpoint discarded, no takeover", async () => {
+  const p = await startPair(
+    { strategy: "back-channel", maxIntervalMs: 60_000 },
+    { intervalMs: 50, timeoutMs: 400 },
+  );
+  try {
+    const cl = await RespClient.connect(p.port);
+    for (let i = 0; i < 5; i++) assert.equal(await cl.command("SET", `key${i}`, `v${i}`), "OK");
+    await until(() => p.primary.state === "protected", 5_000, "protected");
+    const applied = p.secondary.applied;
+    const states: string[] = [];
+    p.secondary.on("state", (st) => states.push(st));
+    (p.links.pairs.replication[0].channel as MemoryChannel).setFaults({ intercept: fault.truncate(200) });
+    p.primary.requestCheckpoint();
+    const outcome = await p.outcome;
+    assert.equal(outcome.kind, "stood-down", p.logs.join("\n"));
+    assert.notEqual(
+      outcome.kind === "stood-down" && outcome.reason.code,
+      "protocol",
+      "a cut is not a protocol error",
+    );
+    assert.ok(states.includes("buffering") && !states.includes("applying"), states.join(" → "));
+    assert.equal(p.secondary.applied, applied);
+    await until(() => p.primary.state === "unprotected-after-loss", 5_000, "primary unprotected");
+    for (let i = 0; i < 5; i++) assert.equal(await cl.command("GET", `key${i}`), `v${i}`);
+    cl.close();
+  } finally {
+    await p.close();
+  }
+});
