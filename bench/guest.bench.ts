@@ -72,6 +72,78 @@ for (const [n] of variants) {
   );
 }
 
+// --- 1b. KV guest, in process ------------------------------------------------------------------
+// kv.wasm fed pipelined SET/GET chunks straight through the port (no sockets, no client): the
+// guest's own cost per request, which redis-benchmark's figures (bench/kv.bench.ts) blur with
+// the loopback and the client's CPU on a small machine.
+const kv = new Uint8Array(readFileSync(new URL("../guests/kv.wasm", import.meta.url)));
+const KV_REQUESTS = LONG ? 400_000 : 100_000;
+const resp = (...parts: string[]) =>
+  `*${parts.length}\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join("")}`;
+const kvChunks: Uint8Array[] = [];
+for (let i = 0; i < KV_REQUESTS; i += 16) {
+  let chunk = "";
+  for (let j = i; j < i + 16; j++) {
+    const key = `key:${String(j % 1000).padStart(6, "0")}`;
+    chunk += j < KV_REQUESTS / 2 ? resp("SET", key, "xxxxxxxxxxxxxxxx") : resp("GET", key);
+  }
+  kvChunks.push(Buffer.from(chunk));
+}
+/** Reply bytes: +OK\r\n per SET, $16\r\n<16 bytes>\r\n per GET. */
+const kvReplyBytes = (KV_REQUESTS / 2) * 5 + (KV_REQUESTS / 2) * (5 + 16 + 2);
+async function timeKv(transform: TransformOptions): Promise<number> {
+  const d = await WasmDomain.create(kv, {
+    host: { args: ["kv.wasm"], env: [], preopens: [], fsLimitBytes: 1 << 20 },
+    transform,
+    cacheDir,
+    ...(hostModule ? { hostModule } : {}),
+  });
+  let got = 0;
+  let wake: () => void = () => {};
+  d.onOutput((e) => {
+    if (e.kind === "data" && e.stream.kind === "conn") got += e.bytes.length;
+    wake();
+  });
+  const until = async (cond: () => boolean) => {
+    while (!cond()) await new Promise<void>((r) => (wake = r));
+  };
+  await d.start();
+  const t0 = performance.now();
+  d.input({ kind: "open", conn: 1 });
+  // Keep up to 64 chunks (1,024 requests) unanswered: the guest never waits for input.
+  let offset = 0;
+  let sent = 0;
+  for (const [i, bytes] of kvChunks.entries()) {
+    await until(() => sent - got < 64 * 16 * 23);
+    d.input({ kind: "data", conn: 1, offset, bytes });
+    offset += bytes.length;
+    sent += 16 * (i * 16 < KV_REQUESTS / 2 ? 5 : 23);
+  }
+  await until(() => got >= kvReplyBytes);
+  const ms = performance.now() - t0;
+  if (got !== kvReplyBytes) throw new Error(`kv: ${got} reply bytes, expected ${kvReplyBytes}`);
+  await d.destroy();
+  return ms;
+}
+for (const [, o] of variants) await timeKv(o);
+const kvTimes = new Map<string, number[]>(variants.map(([n]) => [n, []]));
+for (let r = 0; r < reps; r++) for (const [n, o] of variants) kvTimes.get(n)!.push(await timeKv(o));
+const kvPlain = best(kvTimes.get("plain")!);
+console.log(
+  `\nKV guest in process: kv.wasm, ${KV_REQUESTS} requests (SET then GET) in pipelined chunks of 16, best of ${reps} interleaved`,
+);
+console.log("transform           ms   requests/s   speed vs plain");
+for (const [n] of variants) {
+  const ms = best(kvTimes.get(n)!);
+  console.log(
+    `${n.padEnd(18)} ${ms.toFixed(1).padStart(6)}   ${Math.round(KV_REQUESTS / (ms / 1000))
+      .toString()
+      .padStart(
+        10,
+      )}   ${((kvPlain / ms) * 100).toFixed(0).padStart(4)} %${n === "all" ? "   (goal ≥ 90 %)" : ""}`,
+  );
+}
+
 // --- 2. stop latency --------------------------------------------------------------------------
 const spinMod = binaryen.parseText(`(module
  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
