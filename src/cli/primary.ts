@@ -220,7 +220,7 @@ export async function run(argv: string[]): Promise<number> {
       say(`no control socket for '${name}': ${describeError(e)}`);
     }
   }
-  let metricsServer: { close(): void } | undefined;
+  let metricsServer: { close(): void; address(): unknown } | undefined;
   if (metricsAt !== undefined) {
     const { replicationRegistry, serveMetrics } = await import("../replication/metrics.ts");
     try {
@@ -232,7 +232,8 @@ export async function run(argv: string[]): Promise<number> {
         metricsAt.host,
         metricsAt.port,
       );
-      say(`metrics on http://${formatServiceAddress(metricsAt)}/metrics`);
+      const port = (metricsServer.address() as { port: number }).port;
+      say(`metrics on http://${formatServiceAddress({ host: metricsAt.host, port })}/metrics`);
     } catch (e) {
       say(`cannot serve metrics: ${describeError(e)}`);
     }

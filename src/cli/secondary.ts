@@ -198,7 +198,7 @@ export async function run(argv: string[]): Promise<number> {
       say(`no control socket for '${name}': ${describeError(e)}`);
     }
   }
-  let metricsServer: { close(): void } | undefined;
+  let metricsServer: { close(): void; address(): unknown } | undefined;
   if (metricsAt !== undefined) {
     const { replicationRegistry, serveMetrics } = await import("../replication/metrics.ts");
     try {
@@ -207,7 +207,8 @@ export async function run(argv: string[]): Promise<number> {
         metricsAt.host,
         metricsAt.port,
       );
-      say(`metrics on http://${formatServiceAddress(metricsAt)}/metrics`);
+      const port = (metricsServer.address() as { port: number }).port;
+      say(`metrics on http://${formatServiceAddress({ host: metricsAt.host, port })}/metrics`);
     } catch (e) {
       say(`cannot serve metrics: ${describeError(e)}`);
     }

@@ -101,7 +101,7 @@ async function status(name: string): Promise<Record<string, unknown>> {
 
 test("two processes, COLO back-channel: redis-benchmark and redis-cli through the primary, every checkpoint verified", async (t) => {
   if (!hasTool("redis-cli") || !hasTool("redis-benchmark")) return t.skip("needs Debian package redis-tools");
-  const p = await pair(["--max-interval-ms", "200"], `t${process.pid}a`);
+  const p = await pair(["--max-interval-ms", "200", "--metrics", "127.0.0.1:0"], `t${process.pid}a`);
   try {
     assert.equal(await cli(p.port, "SET", "greeting", "hello"), "OK");
     // forced divergences: the replicas' clocks and random choices differ
@@ -123,6 +123,12 @@ test("two processes, COLO back-channel: redis-benchmark and redis-cli through th
     assert.equal(totals.verifyFailures, 0);
     assert.equal(totals.verified, totals.checkpoints, "every checkpoint verified");
     assert.ok((s.divergences as number) >= 1);
+    const metricsUrl = await p.pri.line(/metrics on (\S+)/);
+    const text = await (await fetch(metricsUrl)).text();
+    assert.match(text, /^colo_checkpoints_total \d+/m);
+    assert.match(text, /^colo_protected 1/m);
+    assert.match(text, /^colo_verify_failures_total 0/m);
+    assert.match(text, /^colo_pages_d_total \d+/m);
     const ss = await status(`t${process.pid}a-s`);
     assert.equal(ss.role, "secondary");
     assert.equal(ss.state, "running");
