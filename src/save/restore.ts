@@ -261,8 +261,10 @@ class SeedApplier {
             where,
           );
         }
-        await d.applyContext(this.#context);
-        await d.applyHostState(this.#hostState);
+        // Independent parts (guest context; WASI host state), so both requests go out at once:
+        // a WebAssembly domain's worker then takes them in one wake-up, not two, inside the
+        // downtime. On failure the caller destroys the target either way.
+        await Promise.all([d.applyContext(this.#context), d.applyHostState(this.#hostState)]);
         return { domain: d, end, seq: this.#seq, memoryPages: this.#declared, hostState: this.#hostState };
       }
       default:
