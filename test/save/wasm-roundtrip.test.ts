@@ -101,3 +101,35 @@ test("shiftedPort: a new plug's connections land above the restored ones; old id
   );
   assert.equal(shiftedPort(port, 0), port);
 });
+
+test("WasmDomain restore target: resize maps memory without changing it or marking it; writePages writes runs", {
+  timeout: 60_000,
+}, async () => {
+  const d = await WasmDomain.createRestoreTarget(COMPUTE, { host: host([]) });
+  try {
+    const before = d.pageCount();
+    // data segments and the like in the initial memory survive the prefault unchanged
+    const initial = new Uint8Array(before * 4096);
+    initial.set(d.pageView(0, before));
+    d.harvestDirty();
+    await d.resize(before + 256); // +1 MiB, mapped by the worker before resize resolves
+    assert.equal(d.pageCount(), before + 256);
+    assert.deepEqual(d.pageView(0, before), initial, "old pages unchanged");
+    assert.ok(
+      d.pageView(before, 256).every((b) => b === 0),
+      "new pages still zero",
+    );
+    assert.equal(d.harvestDirty().length, 0, "the prefault marks no page dirty");
+    const run = new Uint8Array(3 * 4096).map((_, i) => (i * 7) & 0xff);
+    d.writePages(before + 10, run);
+    assert.deepEqual(d.pageView(before + 10, 3), run);
+    assert.ok(
+      d.pageView(before + 13, 1).every((b) => b === 0),
+      "nothing past the run",
+    );
+    assert.throws(() => d.writePages(before + 255, run), RangeError);
+    assert.throws(() => d.writePages(0, run.subarray(0, 100)), RangeError);
+  } finally {
+    await d.destroy();
+  }
+});
