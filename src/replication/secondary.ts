@@ -468,6 +468,15 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
 
   // ─────────────────────────────── endings ───────────────────────────────
 
+  /**
+   * Take over now, as on a heartbeat loss (manual `colo failover`): a checkpoint being applied
+   * finishes first, a partial one is discarded. Resolves once the decision is carried out; the
+   * outcome of serve() says which (a replica never seeded stands down instead).
+   */
+  async requestTakeover(): Promise<void> {
+    await this.#takeover();
+  }
+
   async #onError(e: unknown): Promise<void> {
     if (this.#finished) return;
     const code = codeOf(e);
