@@ -364,20 +364,17 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       const applyMs = performance.now() - t0;
       await this.#afterApply(seq, false);
       this.#count++;
-      const rec: SecondaryCheckpointRecord = {
-        seq: Number(seq),
-        pauseMs: performance.now() - this.#newAt,
-        pages: ev.summary.pages,
-        b: this.#bHarvested,
-        fromCache,
-        applyMs,
-      };
-      this.#records.push(rec);
-      this.emit("checkpoint", rec);
-      if (this.#takeoverWanted) {
-        await this.#takeover();
+      if (
+        await this.#recorded({
+          seq: Number(seq),
+          pauseMs: performance.now() - this.#newAt,
+          pages: ev.summary.pages,
+          b: this.#bHarvested,
+          fromCache,
+          applyMs,
+        })
+      )
         return;
-      }
     }
   }
 
@@ -408,21 +405,27 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       const applyMs = performance.now() - t0;
       await this.#afterApply(seq, false);
       this.#count++;
-      const rec: SecondaryCheckpointRecord = {
-        seq: Number(seq),
-        pauseMs: performance.now() - t0,
-        pages: ev.summary.pages,
-        b: 0,
-        fromCache: 0,
-        applyMs,
-      };
-      this.#records.push(rec);
-      this.emit("checkpoint", rec);
-      if (this.#takeoverWanted) {
-        await this.#takeover();
+      if (
+        await this.#recorded({
+          seq: Number(seq),
+          pauseMs: performance.now() - t0,
+          pages: ev.summary.pages,
+          b: 0,
+          fromCache: 0,
+          applyMs,
+        })
+      )
         return;
-      }
     }
+  }
+
+  /** Keep a checkpoint's record; true when a takeover waited for it (the loop must end). */
+  async #recorded(rec: SecondaryCheckpointRecord): Promise<boolean> {
+    this.#records.push(rec);
+    this.emit("checkpoint", rec);
+    if (!this.#takeoverWanted) return false;
+    await this.#takeover();
+    return true;
   }
 
   // ─────────────────────────────── strategy cache ───────────────────────────────

@@ -76,10 +76,13 @@ export async function startPair(
       await primary.stop();
       await proxy.close();
       await pvm.destroy();
+      // A took-over proxy feeds the SVM: close it before the SVM goes.
+      const o = await Promise.race([
+        outcome,
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 100)),
+      ]);
+      if (o?.kind === "took-over") await o.proxy.close();
       for (const d of svms) await d.destroy();
-      const o = await Promise.race([outcome, new Promise((r) => setTimeout(r, 100))]);
-      if (o !== undefined && (o as SecondaryOutcome).kind === "took-over")
-        await (o as { proxy: PrimaryProxy }).proxy.close();
     },
   };
 }
