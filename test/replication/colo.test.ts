@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ReplicationSettings } from "../../src/replication/config.ts";
 import { RespClient } from "../../src/replication/resp-client.ts";
+import { verifyBytes } from "../../src/stream/verify.ts";
 import { startPair, until, workload } from "./helpers.ts";
 
 const CASES = [
@@ -53,6 +54,12 @@ for (const c of CASES)
         p.secondary.state,
         (c.settings as Partial<ReplicationSettings>).mode === "remus" ? "standby" : "running",
       );
+      // The independent verifier accepts both directions of the replication connection as sent.
+      const cs = c.settings as Partial<ReplicationSettings>;
+      await until(() => p.primary.state === "protected", 5_000, "between checkpoints");
+      const mode = cs.mode === "remus" ? "remus" : cs.strategy === "back-channel" ? "colo" : cs.strategy!;
+      if (mode !== "remus") verifyBytes(Buffer.concat(p.wire.forward), { mode, checkpointed: true });
+      verifyBytes(Buffer.concat(p.wire.back), { mode, backChannel: true });
     } finally {
       await p.close();
     }

@@ -26,6 +26,8 @@ export interface Pair {
   readonly links: Awaited<ReturnType<typeof memoryLinks>>;
   readonly svms: Domain[];
   readonly logs: string[];
+  /** Every byte of the replication connection after the hellos: P → S and S → P (the back channel). */
+  readonly wire: { readonly forward: Uint8Array[]; readonly back: Uint8Array[] };
   close(): Promise<void>;
 }
 
@@ -44,7 +46,15 @@ export async function startPair(
   });
   const addr = await proxy.listen();
   await pvm.start();
-  const links = await memoryLinks({ capabilities: capabilitiesOf(s), heartbeat: hb });
+  const wire = { forward: [] as Uint8Array[], back: [] as Uint8Array[] };
+  const links = await memoryLinks({
+    capabilities: capabilitiesOf(s),
+    heartbeat: hb,
+    replicationFaults: {
+      aToB: { intercept: (c) => (wire.forward.push(c.slice()), [c]) },
+      bToA: { intercept: (c) => (wire.back.push(c.slice()), [c]) },
+    },
+  });
   const logs: string[] = [];
   const log = (level: string, m: string): void => {
     logs.push(`${level}: ${m}`);
@@ -72,6 +82,7 @@ export async function startPair(
     links,
     svms,
     logs,
+    wire,
     async close() {
       await primary.stop();
       await proxy.close();
