@@ -503,18 +503,17 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#setState("checkpointing");
     this.proxy.pauseForCheckpoint();
     await stream.sendState(CHECKPOINT_STATE.NEW, seq);
-    const suspended = this.domain.state === "running" ? this.domain.suspend() : Promise.resolve();
-    try {
-      await this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
-    } finally {
-      await suspended.catch(() => {});
-    }
+    // The PVM stops and its dirty sets are harvested while the SVM does the same on its side.
+    const svmSuspended = this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
+    svmSuspended.catch(() => {});
+    if (this.domain.state === "running") await this.domain.suspend();
     this.#checkAlive();
     if (this.domain.state !== "suspended") {
       throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
     }
     const a = this.domain.harvestDirty();
     const fsA = await this.domain.harvestFsDirty();
+    await svmSuspended;
     let b: ArrayLike<number> = new Uint32Array(0);
     let fsBlocks: Parameters<CheckpointedStream["sendCheckpoint"]>[0]["fsBlocks"] = "all";
     if (strategy === "back-channel") {
