@@ -54,8 +54,10 @@ import {
   addRecord,
   type CheckpointRecord,
   emptyTotals,
+  type PrimaryStep,
   type PrimaryTotals,
   Ring,
+  stepClock,
   type Trigger,
 } from "./stats.ts";
 
@@ -497,23 +499,41 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     const seq = this.#seq + 1n;
     const strategy = this.settings.strategy;
     const t0 = performance.now();
+    const { steps, mark } = stepClock<PrimaryStep>(t0);
     const bytes0 = stream.bytes;
     const back0 = back.bytes;
     this.#checkAlive();
     this.#setState("checkpointing");
     this.proxy.pauseForCheckpoint();
-    await stream.sendState(CHECKPOINT_STATE.NEW, seq);
-    // The PVM stops and its dirty sets are harvested while the SVM does the same on its side.
+    // NEW goes out and the PVM's stop is asked at once: the PVM stops while NEW travels and the
+    // SVM stops on its side. Both settle before anything else (never leave a stop in flight).
     const svmSuspended = this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
     svmSuspended.catch(() => {});
-    if (this.domain.state === "running") await this.domain.suspend();
+    const newSent = stream.sendState(CHECKPOINT_STATE.NEW, seq).then(() => mark("newSent"));
+    const pvmStopped = (this.domain.state === "running" ? this.domain.suspend() : Promise.resolve()).then(
+      () => mark("pvmSuspended"),
+    );
+    for (const r of await Promise.allSettled([newSent, pvmStopped]))
+      if (r.status === "rejected") throw r.reason;
     this.#checkAlive();
     if (this.domain.state !== "suspended") {
       throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
     }
+    // While the SVM harvests and sends its lists: harvest A and P's changed blocks, and ask the
+    // worker for the guest context and the host state together (one wake-up). The host state is
+    // captured with P's blocks (all of them for cache/full) on the bet that S's list adds none
+    // (it is captured again if it does).
     const a = this.domain.harvestDirty();
     const fsA = await this.domain.harvestFsDirty();
+    const context = this.domain.captureContext();
+    const early = this.domain.captureHostState(
+      strategy === "back-channel" ? { kind: "some", blocks: fsA } : { kind: "all" },
+    );
+    context.catch(() => {});
+    early.catch(() => {});
+    mark("harvested");
     await svmSuspended;
+    mark("svmSuspended");
     let b: ArrayLike<number> = new Uint32Array(0);
     let fsBlocks: Parameters<CheckpointedStream["sendCheckpoint"]>[0]["fsBlocks"] = "all";
     if (strategy === "back-channel") {
@@ -530,23 +550,31 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
         throw new ReplicationError("protocol", `expected FS_DIRTY_BLOCK_LIST, got ${describeBack(m2)}`, {
           seq,
         });
+      mark("listReceived");
       const key = (r: { ino: number; block: number }): string => `${r.ino}:${r.block}`;
       const merged = new Map(fsA.map((r) => [key(r), r]));
       for (const r of m2.blocks) merged.set(key(r), r);
-      fsBlocks = [...merged.values()];
+      fsBlocks = merged.size === fsA.length ? fsA : [...merged.values()];
     }
     const pages = this.domain.pageCount();
     const d = unionBelow(a, b, pages);
     const pfns = strategy === "full" ? allPfns(pages) : d;
-    const sent = await stream.sendCheckpoint({ seq, pfns, fsBlocks });
+    const hostState = fsBlocks === "all" || fsBlocks === fsA ? early : undefined;
+    const sent = await stream.sendCheckpoint({ seq, pfns, fsBlocks, context, hostState });
+    steps.pagesSent = sent.marks.pages - t0;
+    steps.context = sent.marks.context - t0;
+    steps.endWritten = sent.marks.end - t0;
     const mine = this.settings.verify ? await this.domain.digest() : undefined;
     await this.#expectState(CHECKPOINT_STATE.SVM_READY, seq);
     const verified = mine === undefined ? undefined : await this.#verify(seq, mine);
+    mark("svmReady");
     this.#seq = seq;
     this.proxy.checkpointDone(Number(seq));
     await this.domain.resume();
     const pauseMs = performance.now() - t0;
+    mark("pvmResumed");
     await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seq);
+    mark("svmResumed");
     this.#setState("protected");
     this.#record({
       seq: Number(seq),
@@ -561,6 +589,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       pauseMs,
       sendMs: sent.ms,
       verified,
+      steps,
     });
   }
 

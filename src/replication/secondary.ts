@@ -44,7 +44,7 @@ import { type Decision, decideTakeover, type PeerLossCause, type SecondaryAction
 import type { Fence } from "./fence.ts";
 import type { SecondaryLinks } from "./links.ts";
 import type { Log } from "./primary.ts";
-import { Ring, type SecondaryCheckpointRecord } from "./stats.ts";
+import { Ring, type SecondaryCheckpointRecord, type SecondaryStep, stepClock } from "./stats.ts";
 import { hostSummary, TrackedDomain } from "./tracked-domain.ts";
 
 export type SecondaryState =
@@ -266,7 +266,7 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
    * After a checkpoint is applied (seed included): digest, SVM_READY [+ DIGEST], and in COLO resume
    * the replica, feed the mirror, SVM_RESUMED.
    */
-  async #afterApply(seq: bigint, seed: boolean): Promise<void> {
+  async #afterApply(seq: bigint, seed: boolean, mark?: (step: SecondaryStep) => void): Promise<void> {
     const settings = this.#settings!;
     const domain = this.#domain!;
     const target = this.#target!;
@@ -287,16 +287,18 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     }
     const digest = settings.verify ? await domain.digest() : undefined;
     this.#checkFinished();
-    await target.back.state(CHECKPOINT_STATE.SVM_READY, seq);
-    if (digest !== undefined) await target.back.digest(seq, digest);
+    await target.back.ready(seq, digest);
+    mark?.("readySent");
     if (settings.mode === "remus") {
       this.#setState("standby");
       return;
     }
     if (this.#takeoverWanted) return;
     await domain.resume();
+    mark?.("resumed");
     if (!seed) this.#sproxy!.checkpointApplied(Number(seq), summary.inputs);
     await target.back.state(CHECKPOINT_STATE.SVM_RESUMED, seq);
+    mark?.("resumedSent");
     this.#setState("running");
   }
 
@@ -308,6 +310,7 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     const target = this.#target!;
     const domain = this.#domain!;
     const settings = this.#settings!;
+    let clock = stepClock<SecondaryStep>(0);
     for (;;) {
       const ev = await target.next();
       this.#checkFinished();
@@ -326,20 +329,22 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
           );
         }
         this.#newAt = performance.now();
+        clock = stepClock<SecondaryStep>(this.#newAt);
         this.#setState("suspended");
         this.#sproxy!.pauseForCheckpoint();
         if (domain.state === "running") await domain.suspend();
+        clock.mark("suspended");
         this.#checkFinished();
         if (domain.state !== "suspended")
           throw new ReplicationError("domain", `the SVM is ${domain.state}, not suspended`, { seq: ev.seq });
         const b = domain.harvestDirty();
         const fsB = await domain.harvestFsDirty();
+        clock.mark("harvested");
         this.#bHarvested = b.length;
-        await target.back.state(CHECKPOINT_STATE.SVM_SUSPENDED, ev.seq);
-        if (settings.strategy === "back-channel") {
-          await target.back.dirtyPfns(b);
-          await target.back.fsBlocks(fsB);
-        }
+        // SVM_SUSPENDED and the lists in one write.
+        if (settings.strategy === "back-channel") await target.back.suspended(ev.seq, b, fsB);
+        else await target.back.suspended(ev.seq);
+        clock.mark("listSent");
         this.#pendingB = b;
         this.#setState("buffering");
         continue;
@@ -354,6 +359,7 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
           { seq },
         );
       }
+      clock.mark("endReceived");
       this.#setState("applying");
       const t0 = performance.now();
       let fromCache = 0;
@@ -362,16 +368,18 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       await target.apply();
       this.#applied = seq;
       const applyMs = performance.now() - t0;
-      await this.#afterApply(seq, false);
+      clock.mark("applied");
+      await this.#afterApply(seq, false, clock.mark);
       this.#count++;
       if (
         await this.#recorded({
           seq: Number(seq),
-          pauseMs: performance.now() - this.#newAt,
+          pauseMs: clock.steps.resumed ?? performance.now() - this.#newAt,
           pages: ev.summary.pages,
           b: this.#bHarvested,
           fromCache,
           applyMs,
+          steps: clock.steps,
         })
       )
         return;

@@ -30,6 +30,59 @@ export interface CheckpointRecord {
   readonly sendMs: number;
   /** Digest compared equal (true), differed (false), or not checked (undefined). */
   readonly verified: boolean | undefined;
+  /** COLO: when each step of the pause ended, ms after NEW was sent (see PRIMARY_STEPS). */
+  readonly steps?: Readonly<Partial<Record<PrimaryStep, number>>>;
+}
+
+/**
+ * The primary's steps of one COLO checkpoint, in the order they usually end (steps that overlap
+ * may end in another order): NEW written; PVM suspended; A and P's changed blocks harvested;
+ * SVM_SUSPENDED received; S's dirty lists received; PAGE_DATA written; guest context written
+ * (with CHECKPOINT); host state and CHECKPOINT_END written; SVM_READY received (with its digest
+ * compared, --verify); PVM resumed; SVM_RESUMED received.
+ */
+export const PRIMARY_STEPS = [
+  "newSent",
+  "pvmSuspended",
+  "harvested",
+  "svmSuspended",
+  "listReceived",
+  "pagesSent",
+  "context",
+  "endWritten",
+  "svmReady",
+  "pvmResumed",
+  "svmResumed",
+] as const;
+export type PrimaryStep = (typeof PRIMARY_STEPS)[number];
+
+/**
+ * The secondary's steps of one COLO checkpoint, ms after NEW was received: SVM suspended; B and
+ * S's changed blocks harvested; SVM_SUSPENDED and the lists written; CHECKPOINT_END received
+ * (the whole checkpoint buffered); applied; SVM_READY written (after the digest, --verify); SVM
+ * resumed; SVM_RESUMED written.
+ */
+export const SECONDARY_STEPS = [
+  "suspended",
+  "harvested",
+  "listSent",
+  "endReceived",
+  "applied",
+  "readySent",
+  "resumed",
+  "resumedSent",
+] as const;
+export type SecondaryStep = (typeof SECONDARY_STEPS)[number];
+
+/** Records `name` → ms since `t0` (performance.now()) when each step ends. */
+export function stepClock<K extends string>(
+  t0: number,
+): { readonly steps: Partial<Record<K, number>>; mark(name: K): void } {
+  const steps: Partial<Record<K, number>> = {};
+  const mark = (name: K): void => {
+    steps[name] = performance.now() - t0;
+  };
+  return { steps, mark };
 }
 
 /** One checkpoint as the secondary saw it. */
@@ -44,6 +97,8 @@ export interface SecondaryCheckpointRecord {
   /** Pages restored from the cache (strategy cache). */
   readonly fromCache: number;
   readonly applyMs: number;
+  /** COLO: when each step ended, ms after NEW was received (see SECONDARY_STEPS). */
+  readonly steps?: Readonly<Partial<Record<SecondaryStep, number>>>;
 }
 
 /** A bounded ring of the most recent records. */

@@ -201,6 +201,22 @@ export class BackChannelWriter {
   resumed(): Promise<void> {
     return this.send(this.#emit.migrationResumed());
   }
+  /**
+   * CHECKPOINT_STATE(SVM_SUSPENDED) + SEQ, then (when given) the dirty pfn list and the changed
+   * file blocks, in one write (one TLS record, one syscall).
+   */
+  suspended(seq: bigint, pfns?: ArrayLike<number>, blocks?: readonly FsBlockRef[]): Promise<void> {
+    const chunks = this.#emit.checkpointState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
+    if (pfns !== undefined) chunks.push(...this.#emit.dirtyPfns(pfns));
+    if (blocks !== undefined) chunks.push(...this.#emit.fsBlocks(blocks));
+    return this.send(chunks);
+  }
+  /** CHECKPOINT_STATE(SVM_READY) + SEQ, then (when given) CHECKPOINT_DIGEST, in one write. */
+  ready(seq: bigint, digest?: Uint8Array): Promise<void> {
+    const chunks = this.#emit.checkpointState(CHECKPOINT_STATE.SVM_READY, seq);
+    if (digest !== undefined) chunks.push(...this.#emit.checkpointDigest(seq, digest));
+    return this.send(chunks);
+  }
 }
 
 /** The saving side's two directions. */
@@ -409,6 +425,8 @@ export interface CheckpointSendReport {
   readonly bytes: number;
   readonly ms: number;
   readonly memoryPages: number;
+  /** performance.now() when PAGE_DATA, GUEST_CONTEXT + CHECKPOINT, and EMULATOR_CONTEXT + CHECKPOINT_END were written. */
+  readonly marks: { readonly pages: number; readonly context: number; readonly end: number };
 }
 
 export interface CheckpointRequest {
@@ -421,6 +439,14 @@ export interface CheckpointRequest {
    * (strategies that get no list of S's changed blocks).
    */
   readonly fsBlocks: readonly FsBlockRef[] | "all";
+  /**
+   * The guest context, when the caller already asked the domain for it (it may ask as soon as the
+   * domain is suspended); else sendCheckpoint asks. Either way the context and the host state are
+   * captured while the pages go out.
+   */
+  readonly context?: Promise<Uint8Array>;
+  /** The host state captured with exactly `fsBlocks`, when the caller already asked for it. */
+  readonly hostState?: Promise<Uint8Array>;
 }
 
 /**
@@ -487,21 +513,40 @@ export class CheckpointedStream {
     this.#busy = true;
     const t0 = performance.now();
     const before = this.#saver.bytes;
+    // Both worker requests go out now, together (one wake-up of the guest's worker), and are
+    // served while the main thread copies and writes the pages.
+    const capture = <T>(p: Promise<T>, what: string): Promise<T> => {
+      const q = p.catch((e: unknown) => {
+        throw new SaveError("domain", `capturing the ${what} failed`, { cause: e });
+      });
+      q.catch(() => {});
+      return q;
+    };
+    const context = capture(req.context ?? this.domain.captureContext(), "guest context");
+    const hostState = capture(
+      req.hostState ??
+        this.domain.captureHostState(
+          req.fsBlocks === "all" ? { kind: "all" } : { kind: "some", blocks: req.fsBlocks },
+        ),
+      "host state",
+    );
     try {
       const memoryPages = await this.#saver.declare(req.seq, true);
       const pages = await this.#saver.writePages(req.pfns);
-      await this.#saver.writeContext(true);
-      await this.#saver.writeHostState(
-        true,
-        req.fsBlocks === "all" ? { kind: "all" } : { kind: "some", blocks: req.fsBlocks },
-      );
+      const pagesAt = performance.now();
+      const emit = this.#saver.emit;
+      await this.#saver.writeRaw(emit.guestContext(await context, true), "GUEST_CONTEXT");
+      const contextAt = performance.now();
+      await this.#saver.writeRaw(emit.hostState(await hostState, true), "EMULATOR_CONTEXT");
       this.#lastSeq = req.seq;
+      const end = performance.now();
       return {
         seq: req.seq,
         pages,
         bytes: this.#saver.bytes - before,
-        ms: performance.now() - t0,
+        ms: end - t0,
         memoryPages,
+        marks: { pages: pagesAt, context: contextAt, end },
       };
     } finally {
       this.#busy = false;

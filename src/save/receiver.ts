@@ -138,8 +138,12 @@ export class CheckpointReceiver {
     try {
       if (this.domain.pageCount() !== this.#memoryPages) await this.domain.resize(this.#memoryPages);
       for (const [pfn, data] of this.#pages) this.domain.writePage(pfn, data);
-      await this.domain.applyContext(context);
-      await this.domain.applyHostState(hostState);
+      // Both requests in flight at once: one wake-up of the guest's worker, not two round trips.
+      const results = await Promise.allSettled([
+        this.domain.applyContext(context),
+        this.domain.applyHostState(hostState),
+      ]);
+      for (const r of results) if (r.status === "rejected") throw r.reason;
     } catch (e) {
       this.#state = "failed";
       this.#drop();

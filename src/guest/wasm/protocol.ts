@@ -58,7 +58,8 @@ export type Reply =
 export type WorkerEvent =
   | Reply
   | { readonly t: "ready" }
-  | { readonly t: "suspended" }
+  /** The guest unwound; `fsDirty`: its changed file blocks, harvested (cleared) in the same step. */
+  | { readonly t: "suspended"; readonly fsDirty: FsBlockRef[] }
   | { readonly t: "exited"; readonly code: number }
   | { readonly t: "trapped"; readonly message: string }
   | { readonly t: "output"; readonly event: PortOutput }

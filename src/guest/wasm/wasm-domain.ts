@@ -84,6 +84,12 @@ export class WasmDomain implements Domain, GuestPort {
   /** Waiters for the guest to stop running (suspended, exited or trapped). */
   #stopWaiters: (() => void)[] = [];
   #failure: Error | undefined;
+  /**
+   * Changed file blocks the worker harvested when the guest unwound (sent with "suspended") and
+   * nobody took yet: harvestFsDirty() answers from here without a round trip. While the guest is
+   * unwound nothing else marks blocks (applyHostState keeps the dirty record).
+   */
+  #fsDirty: FsBlockRef[] = [];
 
   private constructor(
     moduleBytes: Uint8Array,
@@ -216,6 +222,7 @@ export class WasmDomain implements Domain, GuestPort {
         return;
       }
       case "suspended":
+        this.#fsDirty = mergeBlocks(this.#fsDirty, e.fsDirty);
         if (this.#state === "running") this.#state = "suspended";
         this.#wakeStopWaiters();
         return;
@@ -454,7 +461,9 @@ export class WasmDomain implements Domain, GuestPort {
 
   async harvestFsDirty(): Promise<FsBlockRef[]> {
     await this.#checkAsync("harvestFsDirty", "suspended");
-    return this.#request<FsBlockRef[]>({ op: "harvestFs" });
+    const held = this.#fsDirty;
+    this.#fsDirty = [];
+    return held;
   }
 
   async digest(): Promise<Uint8Array> {
@@ -467,10 +476,13 @@ export class WasmDomain implements Domain, GuestPort {
 
   async #digestSuspended(): Promise<Uint8Array> {
     const ended = this.#state === "exited" || this.#state === "trapped";
-    const ctx = ended ? new Uint8Array(0) : await this.#request<Uint8Array>({ op: "captureContext" });
-    const hostState = ended
-      ? new Uint8Array(0)
-      : await this.#request<Uint8Array>({ op: "captureHost", fs: { kind: "all" } });
+    // Both requests in flight at once (one wake-up of the worker).
+    const [ctx, hostState] = ended
+      ? [new Uint8Array(0), new Uint8Array(0)]
+      : await Promise.all([
+          this.#request<Uint8Array>({ op: "captureContext" }),
+          this.#request<Uint8Array>({ op: "captureHost", fs: { kind: "all" } }),
+        ]);
     const h = createHash("sha256");
     const head = new DataView(new ArrayBuffer(24));
     const mem = this.#refreshView();
@@ -522,6 +534,15 @@ export class WasmDomain implements Domain, GuestPort {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
+}
+
+/** `a` ∪ `b`, sorted by (ino, block) as the host's harvest is. */
+function mergeBlocks(a: FsBlockRef[], b: FsBlockRef[]): FsBlockRef[] {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const seen = new Map<string, FsBlockRef>();
+  for (const r of [...a, ...b]) seen.set(`${r.ino}:${r.block}`, r);
+  return [...seen.values()].sort((x, y) => x.ino - y.ino || x.block - y.block);
 }
 
 function deserialize(e: SerializedError): Error {

@@ -233,7 +233,8 @@ function run(rewind: boolean): void {
       exports.asyncify_stop_unwind();
       unwound = true;
       host.onSuspend();
-      post({ t: "suspended" });
+      // The changed file blocks travel with the event: no round trip for harvestFsDirty().
+      post({ t: "suspended", fsDirty: host.harvestFsDirty() });
       return;
     }
     finish({ t: "exited", code: 0 });
