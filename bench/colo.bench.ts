@@ -22,7 +22,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { RespClient } from "../src/replication/resp-client.ts";
-import type { CheckpointRecord, SecondaryCheckpointRecord } from "../src/replication/stats.ts";
+import {
+  type CheckpointRecord,
+  PRIMARY_STEPS,
+  SECONDARY_STEPS,
+  type SecondaryCheckpointRecord,
+} from "../src/replication/stats.ts";
 import { controlRequest } from "../src/save/control.ts";
 import { measureRawTcp, measureTls } from "../src/transport/bandwidth.ts";
 
@@ -103,6 +108,9 @@ interface Row {
   d: number;
   kibPerCheckpoint: number;
   withinBound: number;
+  /** p50 of when each step ended, ms after NEW (P: sent, S: received). */
+  pSteps: number[];
+  sSteps: number[];
 }
 
 function pct(v: number[], p: number): number {
@@ -270,6 +278,18 @@ async function main(): Promise<void> {
               cps.length === 0
                 ? Number.NaN
                 : cps.filter((x) => x.pauseMs <= 1 + x.bytes / (0.7 * bwBytesPerMs)).length / cps.length,
+            pSteps: PRIMARY_STEPS.map((k) =>
+              pct(
+                cps.flatMap((x) => (x.steps?.[k] === undefined ? [] : [x.steps[k]])),
+                50,
+              ),
+            ),
+            sSteps: SECONDARY_STEPS.map((k) =>
+              pct(
+                sCps.flatMap((x) => (x.steps?.[k] === undefined ? [] : [x.steps[k]])),
+                50,
+              ),
+            ),
           });
           process.stderr.write(`.`);
         }
@@ -342,6 +362,34 @@ async function main(): Promise<void> {
   console.log(
     "×unprot: throughput against unprotected at the same clients/forcing; ≤bound: share of checkpoints whose PVM pause ≤ 1 ms + bytes at 70 % of raw TLS bandwidth. A, B, A∪B: mean pages per checkpoint.",
   );
+  // The pause step by step (COLO rows with checkpoints): p50 of when each step ended.
+  const steps = [
+    [
+      "config",
+      "clients",
+      "forced",
+      ...PRIMARY_STEPS.map((k) => `P.${k}`),
+      ...SECONDARY_STEPS.map((k) => `S.${k}`),
+    ],
+  ];
+  for (const r of rows) {
+    if (!r.config.startsWith("COLO") || r.checkpoints === 0) continue;
+    steps.push([
+      r.config,
+      String(r.clients),
+      r.forced ? "100ms" : "no",
+      ...r.pSteps.map((v) => f(v)),
+      ...r.sSteps.map((v) => f(v)),
+    ]);
+  }
+  if (steps.length > 1) {
+    console.log(
+      "\npause step by step: p50 ms after NEW (P: sent; S: received); steps in the order of docs/replication.md",
+    );
+    const w = steps[0]!.map((_, i) => Math.max(...steps.map((row) => row[i]!.length)));
+    for (const row of steps)
+      console.log(row.map((c, i) => (i < 1 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  "));
+  }
 }
 
 await main();
