@@ -1,15 +1,23 @@
 /**
  * `colo primary GUEST.wasm --service HOST:PORT --secondary HOST:PORT [--mode colo|remus]
  *  [--strategy back-channel|cache|full] [--min-interval-ms N] [--max-interval-ms N] [--epoch-ms N]
- *  [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT] [-- ARGS…]`
+ *  [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT] [--heartbeat-ms N]
+ *  [--heartbeat-timeout-ms N] [--fence-cmd CMD | --fence-module PATH.js] [--fence-timeout-ms N]
+ *  [-- ARGS…]`
  *
  * Runs the guest as the primary replica (PVM) behind the proxy on --service, seeds the secondary
  * at --secondary and protects the guest from then on (src/replication/primary.ts). Messages go to
  * stderr prefixed "colo primary:"; two of them are for scripts: "colo primary: service on
  * HOST:PORT" once clients can connect, and "colo primary: protected" once the seed is done.
  *
+ * Losing the secondary: without a fencing hook, run on unprotected at once (and say at start that
+ * a cut link can leave both sides serving); with one, hold every output until the hook answers:
+ * won = run on unprotected, lost = stop serving (service address closed, clients reset, exit 4).
+ * The control socket (--name) serves status, checkpoints and `colo protect` (op "protect").
+ *
  * Exit status: the guest's; 1 load/connect failure; 2 usage; 3 a --verify mismatch (a bug in
- * colo: the secondary was not a faithful copy); 130/143 on SIGINT/SIGTERM.
+ * colo: the secondary was not a faithful copy); 4 the fencing hook lost (the secondary serves);
+ * 130/143 on SIGINT/SIGTERM.
  */
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
@@ -18,17 +26,30 @@ import type { WasmDomain as WasmDomainType } from "../guest/wasm/wasm-domain.ts"
 import type { PrimaryProxy } from "../proxy/primary.ts";
 import { type ReplicationSettings, STRATEGIES, settings } from "../replication/config.ts";
 import { describeError } from "../replication/errors.ts";
+import {
+  FAILOVER_FLAGS,
+  FAILOVER_OPS,
+  FAILOVER_USAGE,
+  type FailoverConfig,
+  failoverConfig,
+  failoverStatus,
+  fencingNotice,
+  protectionOf,
+} from "../replication/failover.ts";
 import type { PrimaryController } from "../replication/primary.ts";
 import { failure, usageError } from "./control.ts";
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
 
 export const USAGE = `usage: colo primary GUEST.wasm --service HOST:PORT --secondary HOST:PORT [--mode colo|remus]
                 [--strategy back-channel|cache|full] [--min-interval-ms N] [--max-interval-ms N]
-                [--epoch-ms N] [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT] [-- ARGS…]
+                [--epoch-ms N] [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT]
+                [--heartbeat-ms N] [--heartbeat-timeout-ms N] [--fence-cmd CMD | --fence-module F]
+                [--fence-timeout-ms N] [-- ARGS…]
 
 Run GUEST.wasm as the primary of a replicated pair: clients connect to --service (the proxy);
 the secondary (\`colo secondary\`) at --secondary is seeded by live migration and kept an exact
-copy by checkpoints. If the secondary is lost the guest runs on unprotected.
+copy by checkpoints. If the secondary is lost the guest runs on unprotected (with a fencing
+hook: only once the hook wins; if it loses, this side stops serving and exits with status 4).
 
 options:
   --service HOST:PORT     client-facing address (default 127.0.0.1:6379; port 0 picks one)
@@ -46,8 +67,11 @@ options:
   --metrics HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics
   --connect-timeout-ms N  keep trying to reach the secondary this long (default 10000)
   --insecure-no-tls       plain TCP, no authentication (tests only)
-  -- ARGS…                the guest's arguments
+${FAILOVER_USAGE}  -- ARGS…                the guest's arguments
 `;
+
+/** Exit status of a primary that lost its fencing hook (the secondary serves). */
+export const EXIT_FENCED_OUT = 4;
 
 function say(m: string): void {
   process.stderr.write(`colo primary: ${m}\n`);
@@ -68,6 +92,7 @@ export async function run(argv: string[]): Promise<number> {
   let positionals: string[];
   let s: ReplicationSettings;
   let connectTimeout: number;
+  let failover: FailoverConfig;
   try {
     ({ values, positionals } = parseArgs({
       args: own,
@@ -86,6 +111,7 @@ export async function run(argv: string[]): Promise<number> {
         metrics: { type: "string" },
         "connect-timeout-ms": { type: "string" },
         "insecure-no-tls": { type: "boolean" },
+        ...FAILOVER_FLAGS,
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -113,6 +139,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(values["epoch-ms"] === undefined ? {} : { epochMs: num(values["epoch-ms"], "--epoch-ms")! }),
     });
     connectTimeout = num(values["connect-timeout-ms"], "--connect-timeout-ms") ?? 10_000;
+    failover = await failoverConfig(values);
   } catch (e) {
     return usageError("colo primary", (e as Error).message, USAGE);
   }
@@ -183,7 +210,15 @@ export async function run(argv: string[]): Promise<number> {
   say(`service on ${bound}`);
 
   const log = (level: string, m: string): void => say(level === "info" ? m : `${level.toUpperCase()}: ${m}`);
-  const controller: PrimaryController = new PrimaryController({ domain, proxy, settings: s, log });
+  say(fencingNotice(failover));
+  const controller: PrimaryController = new PrimaryController({
+    domain,
+    proxy,
+    settings: s,
+    log,
+    fence: failover.fence,
+    name,
+  });
   let exitStatus: number | undefined;
   let wake: () => void = () => {};
   const finished = new Promise<void>((r) => {
@@ -197,6 +232,11 @@ export async function run(argv: string[]): Promise<number> {
     say(`VERIFY FAILED: ${e.message}`);
     end(3);
   });
+  controller.on("fenced-out", (e) => {
+    say(`FENCED OUT: stopped serving (${e.message})`);
+    end(EXIT_FENCED_OUT);
+  });
+  const heartbeat = { intervalMs: failover.heartbeatMs, timeoutMs: failover.heartbeatTimeoutMs };
   process.once("SIGINT", () => end(130));
   process.once("SIGTERM", () => end(143));
 
@@ -213,8 +253,36 @@ export async function run(argv: string[]): Promise<number> {
           pages: domain.pageCount(),
           service: bound,
         }),
-        status: async () => ({ name, service: bound, ...controller.status(), proxy: proxy.metrics() }),
+        status: async () => ({
+          name,
+          service: bound,
+          ...controller.status(),
+          ...failoverStatus(failover, protectionOf(controller.state)),
+          proxy: proxy.metrics(),
+        }),
         checkpoints: async () => controller.records(),
+        [FAILOVER_OPS.protect]: async (args) => {
+          const a = args as { secondary?: unknown; pskFile?: unknown; insecure?: unknown };
+          const at = typeof a.secondary === "string" ? parseServiceAddress(a.secondary) : undefined;
+          if (at === undefined) throw new Error("protect: secondary HOST:PORT expected");
+          const sec =
+            a.pskFile === undefined && a.insecure !== true
+              ? security
+              : securityFromOptions({
+                  pskFile: typeof a.pskFile === "string" ? a.pskFile : undefined,
+                  insecure: a.insecure === true,
+                });
+          const links = await dialSecondary({
+            host: at.host,
+            port: at.port,
+            security: sec,
+            capabilities: capabilitiesOf(s),
+            heartbeat,
+          });
+          await controller.protect(links);
+          say(`protected again by ${formatServiceAddress(at)} from checkpoint ${controller.seq}`);
+          return { protected: true, secondary: formatServiceAddress(at), seq: Number(controller.seq) };
+        },
       });
     } catch (e) {
       say(`no control socket for '${name}': ${describeError(e)}`);
@@ -249,6 +317,7 @@ export async function run(argv: string[]): Promise<number> {
           port: secondary.port,
           security,
           capabilities: capabilitiesOf(s),
+          heartbeat,
         });
         await controller.protect(links);
         say(

@@ -29,6 +29,12 @@ export function formatStatus(s: Record<string, unknown>): string {
     `  checkpoints ${s.checkpoints} (last seq ${s.role === "primary" ? s.seq : s.applied})`,
   ];
   if (s.role === "primary") lines.push(`  divergences ${s.divergences}`);
+  if (s.protection !== undefined) {
+    const why = s.protection !== "protected" && typeof s.reason === "string" ? ` (${s.reason})` : "";
+    lines.push(`  protection  ${s.protection}${why}`);
+    lines.push(`  fencing     ${s.fence ?? "none"}`);
+  }
+  if (typeof s.warning === "string") lines.push(`  WARNING     ${s.warning}`);
   lines.push(`  last pause  ${ms(s.lastPauseMs)}`);
   if (last !== undefined) {
     lines.push(

@@ -11,6 +11,8 @@
  * - "domain": the local replica refused an operation (suspend, apply, resume).
  * - "config": bad options or a peer asking for something this end does not do.
  * - "bad-state": a call not allowed in the controller's current state.
+ * - "fenced-out": the primary lost its fencing hook after losing the secondary: it stopped serving.
+ * - "switchover": a planned switchover could not be completed.
  */
 export const REPLICATION_ERROR_CODES = [
   "protocol",
@@ -20,6 +22,10 @@ export const REPLICATION_ERROR_CODES = [
   "domain",
   "config",
   "bad-state",
+  /** The fencing hook lost: the other side serves, this one stopped. */
+  "fenced-out",
+  /** A planned switchover failed. */
+  "switchover",
 ] as const;
 export type ReplicationErrorCode = (typeof REPLICATION_ERROR_CODES)[number];
 

@@ -272,6 +272,13 @@ export function failoverStatus(
   };
 }
 
+/** The protection a primary in `state` (PrimaryController's) gives its guest, for status. */
+export function protectionOf(state: string): FailoverStatus["protection"] {
+  if (state === "protected" || state === "checkpointing") return "protected";
+  if (state === "fenced-out" || state === "stopped" || state === "verify-failed") return "stopped";
+  return "unprotected";
+}
+
 /** The line each end prints at start about fencing (stderr, "PREFIX: …"). */
 export function fencingNotice(config: FailoverConfig): string {
   return config.fence === undefined

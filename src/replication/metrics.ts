@@ -17,6 +17,8 @@ const PRIMARY_STATES = [
   "protected",
   "checkpointing",
   "unprotected-after-loss",
+  "fencing",
+  "fenced-out",
   "verify-failed",
   "stopped",
 ];

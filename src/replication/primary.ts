@@ -49,6 +49,8 @@ import { allPfns, type LiveOptions } from "../save/save.ts";
 import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
 import type { ReplicationSettings } from "./config.ts";
 import { describeError, ReplicationError } from "./errors.ts";
+import { decideUnprotected, type PeerLossCause } from "./failover.ts";
+import type { Fence } from "./fence.ts";
 import type { PrimaryLinks } from "./links.ts";
 import {
   addRecord,
@@ -67,6 +69,10 @@ export type PrimaryState =
   | "protected"
   | "checkpointing"
   | "unprotected-after-loss"
+  /** Lost the secondary with a fencing hook configured: outputs held until the hook answers. */
+  | "fencing"
+  /** Lost the fence: the secondary serves; this side closed its service and stopped the PVM. */
+  | "fenced-out"
   | "verify-failed"
   | "stopped";
 
@@ -87,6 +93,14 @@ export interface PrimaryControllerOptions {
   /** Ms to wait for each answer of the secondary during a checkpoint (default 10 000). */
   readonly answerTimeoutMs?: number;
   readonly log?: Log;
+  /**
+   * Fencing hook (src/replication/fence.ts): on losing a protected secondary, every output stays
+   * held until it wins (then unprotected) or loses (then stop serving: state "fenced-out").
+   * None: run on unprotected at once (a cut link can leave both sides serving).
+   */
+  readonly fence?: Fence | undefined;
+  /** The guest's name, passed to the fencing hook. */
+  readonly name?: string | undefined;
 }
 
 export interface PrimaryEvents {
@@ -95,6 +109,8 @@ export interface PrimaryEvents {
   /** Protection ended (the reason says why). */
   unprotected: [ReplicationError];
   "verify-failed": [ReplicationError];
+  /** The fencing hook lost: this side stopped serving (the CLI exits with its own status). */
+  "fenced-out": [ReplicationError];
 }
 
 /** What `colo status` shows for a primary. */
@@ -164,6 +180,8 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
   readonly #live: LiveOptions | false | undefined;
   readonly #answerTimeoutMs: number;
   readonly #log: Log;
+  readonly #fence: Fence | undefined;
+  readonly #name: string | undefined;
 
   #state: PrimaryState = "unprotected";
   #links: PrimaryLinks | undefined;
@@ -191,6 +209,8 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#live = o.live;
     this.#answerTimeoutMs = o.answerTimeoutMs ?? 10_000;
     this.#log = o.log ?? noLog;
+    this.#fence = o.fence;
+    this.#name = o.name;
     const onDivergence = (d: Divergence): void => {
       this.#divergences++;
       this.#log("info", `divergence after checkpoint ${d.seq}: ${d.kind} (${d.detail})`);
@@ -270,6 +290,9 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     }
     this.#links = links;
     this.#reason = undefined;
+    this.#pending = undefined;
+    // A re-protection continues the numbering: the proxy only accepts a later checkpoint.
+    const seedSeq = this.#seq + 1n;
     this.#setState("seeding");
     const hb = links.heartbeat;
     hb.on("lost", (loss) =>
@@ -295,7 +318,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       stream = await openCheckpointedStream(
         this.domain,
         { sink: links.replication.sink, back },
-        { seq: 1n, resume: false, ...(this.#live === undefined ? {} : { live: this.#live }) },
+        { seq: seedSeq, resume: false, ...(this.#live === undefined ? {} : { live: this.#live }) },
       );
       this.#stream = stream;
       this.#checkAlive();
@@ -308,15 +331,17 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
         this.settings.mode === "remus" ? "remus" : "colo",
         this.settings.mode === "colo" ? links.mirror : undefined,
       );
-      const verified = this.settings.verify ? await this.#verify(1n, await this.domain.digest()) : undefined;
+      const verified = this.settings.verify
+        ? await this.#verify(seedSeq, await this.domain.digest())
+        : undefined;
       this.domain.harvestDirty(); // nothing since the seed's last harvest, but be exact
-      this.#seq = 1n;
-      this.proxy.checkpointDone(1);
+      this.#seq = seedSeq;
+      this.proxy.checkpointDone(Number(seedSeq));
       await this.domain.resume();
       const pauseMs = performance.now() - t0;
-      if (this.settings.mode === "colo") await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, 1n);
+      if (this.settings.mode === "colo") await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seedSeq);
       this.#record({
-        seq: 1,
+        seq: Number(seedSeq),
         trigger: "seed",
         a: stream.seed.memoryPages,
         b: 0,
@@ -383,8 +408,9 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
         this.#lose(err);
       } finally {
         this.#inCheckpoint = false;
-        if (!this.#protectedNow()) {
-          // Protection ended during the checkpoint: never leave the PVM stopped or input paused.
+        if (!this.#protectedNow() && this.#state !== "fencing" && this.#state !== "fenced-out") {
+          // Protection ended during the checkpoint: never leave the PVM stopped or input paused
+          // (a fencing hook in progress keeps both until it wins: #afterFence).
           if (this.domain.state === "suspended") await this.domain.resume().catch(() => {});
           try {
             this.proxy.setMode("unprotected");
@@ -695,29 +721,78 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
   }
 
   /**
-   * End protection (idempotent): release held output, run on unprotected, close the links with a
-   * goodbye (the secondary then stands down; only a silent primary makes it take over).
+   * End protection (idempotent): close the links with a goodbye (the secondary then stands down;
+   * only a silent primary makes it take over), then, without a fencing hook, release held output
+   * and run on unprotected at once. With a hook, and a secondary that was protecting us, every
+   * output stays held and client input paused until the hook answers (#afterFence).
    */
   #lose(reason: ReplicationError, state?: PrimaryState): void {
     if (this.#reason !== undefined) return;
     if (this.#state === "unprotected" || this.#state === "stopped") return;
+    const wasProtected = this.#protectedNow();
     this.#reason = reason;
     const next: PrimaryState =
       state ?? (reason.code === "verify-mismatch" ? "verify-failed" : "unprotected-after-loss");
+    this.#links?.close(true);
+    this.#pending = undefined;
+    this.#wake?.();
+    this.#unacked.clear();
+    if (this.#fence !== undefined && wasProtected && next === "unprotected-after-loss") {
+      this.#log("warn", `secondary lost: ${describeError(reason)}; outputs held, asking the fencing hook`, {
+        code: reason.code,
+      });
+      try {
+        this.proxy.pauseForCheckpoint();
+      } catch {}
+      this.#setState("fencing");
+      void this.#afterFence(reason);
+      return;
+    }
     const level = reason.code === "verify-mismatch" || reason.code === "protocol" ? "error" : "warn";
     this.#log(level, `running UNPROTECTED: ${describeError(reason)}`, { code: reason.code });
+    this.#goUnprotected();
+    this.#setState(next);
+    this.emit("unprotected", reason);
+    if (next === "verify-failed") this.emit("verify-failed", reason);
+  }
+
+  #goUnprotected(): void {
     try {
       this.proxy.setMode("unprotected");
     } catch (e) {
       this.#log("warn", `proxy: ${describeError(e)}`);
     }
-    this.#links?.close(true);
-    this.#pending = undefined;
-    this.#wake?.();
-    this.#unacked.clear();
     if (!this.#inCheckpoint && this.domain.state === "suspended") void this.domain.resume().catch(() => {});
-    this.#setState(next);
-    this.emit("unprotected", reason);
-    if (next === "verify-failed") this.emit("verify-failed", reason);
+  }
+
+  /** The fencing hook decides (src/replication/failover.ts): run unprotected, or stop serving. */
+  async #afterFence(reason: ReplicationError): Promise<void> {
+    const cause: PeerLossCause =
+      reason.code === "peer-lost"
+        ? "heartbeat-lost"
+        : reason.code === "link"
+          ? "link-ended"
+          : "protocol-error";
+    const d = await decideUnprotected(
+      cause,
+      { seq: Number(this.#seq), name: this.#name, peer: this.#links?.peer, session: this.#links?.session },
+      this.#fence,
+    );
+    await this.#loop?.catch(() => {}); // a checkpoint in flight has ended (it cannot finish)
+    if (this.#state !== "fencing") return; // stopped meanwhile
+    if (d.action === "run-unprotected") {
+      this.#log("warn", `running UNPROTECTED: ${d.detail}`);
+      this.#goUnprotected();
+      this.#setState("unprotected-after-loss");
+      this.emit("unprotected", reason);
+      return;
+    }
+    const out = new ReplicationError("fenced-out", d.detail, { cause: reason });
+    this.#reason = out;
+    this.#log("error", `STOPPED SERVING: ${d.detail}`);
+    this.#setState("fenced-out");
+    await this.proxy.close().catch(() => {});
+    await this.domain.destroy().catch(() => {});
+    this.emit("fenced-out", out);
   }
 }

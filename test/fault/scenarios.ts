@@ -32,6 +32,9 @@ export interface PairOptions {
   readonly secondaryPrefix?: readonly string[];
   readonly primaryHost?: string;
   readonly secondaryHost?: string;
+  /** Service addresses' hosts when they differ from the replication hosts (namespace test). */
+  readonly primaryServiceHost?: string;
+  readonly secondaryServiceHost?: string;
   readonly tag?: string;
 }
 
@@ -76,6 +79,8 @@ async function startPairOnce(o: PairOptions): Promise<Pair> {
   const s = scratch();
   const pHost = o.primaryHost ?? "127.0.0.1";
   const sHost = o.secondaryHost ?? "127.0.0.1";
+  const pServiceHost = o.primaryServiceHost ?? pHost;
+  const sServiceHost = o.secondaryServiceHost ?? sHost;
   const [pPort, sPort, rPort] =
     o.primaryHost === undefined ? [await freePort(), await freePort(), await freePort()] : [6379, 6379, 7000];
   const name = `f${process.pid}x${Math.floor(Math.random() * 1e9).toString(36)}`;
@@ -94,7 +99,7 @@ async function startPairOnce(o: PairOptions): Promise<Pair> {
       "--listen",
       `${sHost}:${rPort}`,
       "--service",
-      `${sHost}:${sPort}`,
+      `${sServiceHost}:${sPort}`,
       "--psk-file",
       s.psk,
       ...(sHost === "127.0.0.1" ? [] : ["--listen-any"]),
@@ -114,7 +119,7 @@ async function startPairOnce(o: PairOptions): Promise<Pair> {
       "--name",
       name,
       "--service",
-      `${pHost}:${pPort}`,
+      `${pServiceHost}:${pPort}`,
       "--secondary",
       `${sHost}:${rPort}`,
       "--psk-file",
@@ -138,8 +143,8 @@ async function startPairOnce(o: PairOptions): Promise<Pair> {
   return {
     primary,
     secondary,
-    primaryService: { host: pHost, port: pPort },
-    secondaryService: { host: sHost, port: sPort },
+    primaryService: { host: pServiceHost, port: pPort },
+    secondaryService: { host: sServiceHost, port: sPort },
     replication: { host: sHost, port: rPort },
     name,
     env,
