@@ -93,6 +93,7 @@ export const MessageType = {
   mirrorOutput: 0x0104,
   mirrorShutdown: 0x0105,
   mirrorClose: 0x0106,
+  mirrorEnd: 0x0107,
   heartbeatBeat: 0x0201,
   heartbeatBye: 0x0202,
   controlFirst: 0x0300,

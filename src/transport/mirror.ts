@@ -11,6 +11,10 @@
  *  16  u64 offset       input or output offset of the first byte (or of the event)
  *  24  bytes            input / output bytes (input and output only; empty otherwise)
  *
+ * "end" (S -> P: the secondary's guest exited or trapped) uses the header so: conn = 0 for an
+ * exit, 1 for a trap; offset = the exit status (a u32; 0 for a trap); bytes = the trap's message
+ * in UTF-8 (at most MIRROR_END_MESSAGE_MAX bytes; empty for an exit).
+ *
  * u64 fields are JavaScript numbers here: documented safe below 2^53 (8 PiB of one stream, or
  * 2^53 checkpoints); a larger value on the wire is rejected as malformed.
  */
@@ -20,6 +24,8 @@ import type { Message } from "./frame.ts";
 import type { MessageChannel } from "./message-channel.ts";
 
 export const MIRROR_HEADER_SIZE = 24;
+/** Longest trap message an "end" carries (bytes of UTF-8; longer ones are cut when encoding). */
+export const MIRROR_END_MESSAGE_MAX = 1024;
 
 /** Where a mirrored output came from (same shape as the guest port's OutputStream). */
 export type MirrorStream =
@@ -51,7 +57,15 @@ export type MirrorMessage =
   /** The secondary's guest shut down its sending side after `offset` output bytes (S -> P). */
   | { readonly kind: "shutdown"; readonly checkpoint: number; readonly conn: number; readonly offset: number }
   /** The secondary's guest closed the connection after `offset` output bytes (S -> P). */
-  | { readonly kind: "close"; readonly checkpoint: number; readonly conn: number; readonly offset: number };
+  | { readonly kind: "close"; readonly checkpoint: number; readonly conn: number; readonly offset: number }
+  /** The secondary's guest ended: exited with `code`, or trapped with `message` (S -> P). */
+  | {
+      readonly kind: "end";
+      readonly checkpoint: number;
+      readonly end:
+        | { readonly kind: "exit"; readonly code: number }
+        | { readonly kind: "trap"; readonly message: string };
+    };
 
 const TYPE_OF = {
   open: MessageType.mirrorOpen,
@@ -60,12 +74,13 @@ const TYPE_OF = {
   output: MessageType.mirrorOutput,
   shutdown: MessageType.mirrorShutdown,
   close: MessageType.mirrorClose,
+  end: MessageType.mirrorEnd,
 } as const;
 
 const STREAM_CODE = { conn: 0, stdout: 1, stderr: 2 } as const;
 
 export function isMirrorType(type: number): boolean {
-  return type >= MessageType.mirrorInput && type <= MessageType.mirrorClose;
+  return type >= MessageType.mirrorInput && type <= MessageType.mirrorEnd;
 }
 
 function u64(v: DataView, at: number, value: number, field: string): void {
@@ -85,6 +100,23 @@ export function encodeMirror(m: MirrorMessage): { type: number; body: Uint8Array
   u64(v, 0, m.checkpoint, "checkpoint");
   let conn = 0;
   let stream = 0;
+  if (m.kind === "end") {
+    const trap = m.end.kind === "trap";
+    if (!trap && (!Number.isInteger(m.end.code) || m.end.code < 0 || m.end.code > 0xffff_ffff)) {
+      throw new TransportError("invalid-argument", `exit status ${m.end.code} is not a u32`);
+    }
+    v.setUint32(12, trap ? 1 : 0, true);
+    u64(v, 16, m.end.kind === "exit" ? m.end.code : 0, "exit status");
+    if (m.end.kind === "exit") return { type: TYPE_OF.end, body: [header] };
+    let text = new TextEncoder().encode(m.end.message);
+    if (text.byteLength > MIRROR_END_MESSAGE_MAX) {
+      // Cut at a character boundary (never inside a UTF-8 sequence).
+      let n = MIRROR_END_MESSAGE_MAX;
+      while (n > 0 && (text[n]! & 0xc0) === 0x80) n--;
+      text = text.subarray(0, n);
+    }
+    return { type: TYPE_OF.end, body: [header, text] };
+  }
   if (m.kind === "output") {
     stream = STREAM_CODE[m.stream.kind];
     if (m.stream.kind === "conn") conn = m.stream.id;
@@ -143,7 +175,12 @@ export function decodeMirror(msg: Message): MirrorMessage {
   const bytes = body.subarray(MIRROR_HEADER_SIZE);
   if (type !== MessageType.mirrorOutput && streamCode !== 0)
     throw malformed(`stream ${streamCode} on a connection event`, type);
-  if (type !== MessageType.mirrorInput && type !== MessageType.mirrorOutput && bytes.byteLength !== 0) {
+  if (
+    type !== MessageType.mirrorInput &&
+    type !== MessageType.mirrorOutput &&
+    type !== MessageType.mirrorEnd &&
+    bytes.byteLength !== 0
+  ) {
     throw malformed(`${bytes.byteLength} trailing bytes`, type);
   }
   switch (type) {
@@ -158,6 +195,24 @@ export function decodeMirror(msg: Message): MirrorMessage {
       return { kind: "shutdown", checkpoint, conn, offset };
     case MessageType.mirrorClose:
       return { kind: "close", checkpoint, conn, offset };
+    case MessageType.mirrorEnd: {
+      if (conn > 1) throw malformed(`end kind ${conn} (0 = exit, 1 = trap)`, type);
+      if (conn === 0) {
+        if (bytes.byteLength !== 0) throw malformed(`${bytes.byteLength} trailing bytes on an exit`, type);
+        if (offset > 0xffff_ffff) throw malformed(`exit status ${offset} is not a u32`, type);
+        return { kind: "end", checkpoint, end: { kind: "exit", code: offset } };
+      }
+      if (offset !== 0) throw malformed("trap with a non-zero status", type);
+      if (bytes.byteLength > MIRROR_END_MESSAGE_MAX)
+        throw malformed(`trap message of ${bytes.byteLength} bytes`, type);
+      let message: string;
+      try {
+        message = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      } catch {
+        throw malformed("trap message is not UTF-8", type);
+      }
+      return { kind: "end", checkpoint, end: { kind: "trap", message } };
+    }
     default: {
       let stream: MirrorStream;
       if (streamCode === 0) stream = { kind: "conn", id: conn };

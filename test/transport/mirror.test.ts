@@ -47,6 +47,30 @@ test("stderr output layout pinned", () => {
   );
 });
 
+test("end message layouts pinned (exit: status in the offset; trap: conn 1 and the message)", () => {
+  const exit = wire({ kind: "end", checkpoint: 4, end: { kind: "exit", code: 3 } });
+  assert.equal(exit.type, 0x0107);
+  assert.equal(
+    Buffer.from(exit.body).toString("hex"),
+    "0400000000000000" + "00000000" + "00000000" + "0300000000000000",
+  );
+  const trap = wire({ kind: "end", checkpoint: 4, end: { kind: "trap", message: "oops" } });
+  assert.equal(trap.type, 0x0107);
+  assert.equal(
+    Buffer.from(trap.body).toString("hex"),
+    "0400000000000000" + "00000000" + "01000000" + "0000000000000000" + "6f6f7073",
+  );
+});
+
+test("an end's trap message is cut at 1 KiB on a character boundary", () => {
+  const m = decodeMirror(
+    wire({ kind: "end", checkpoint: 1, end: { kind: "trap", message: "é".repeat(600) } }),
+  );
+  assert.equal(m.kind, "end");
+  assert.ok(m.kind === "end" && m.end.kind === "trap");
+  assert.equal(m.end.message, "é".repeat(512));
+});
+
 const safe = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 const conn = fc.integer({ min: 0, max: 0xffff_ffff });
 const mirrorArb: fc.Arbitrary<MirrorMessage> = fc.oneof(
@@ -71,6 +95,14 @@ const mirrorArb: fc.Arbitrary<MirrorMessage> = fc.oneof(
     ),
     offset: safe,
     bytes: fc.uint8Array(),
+  }),
+  fc.record({
+    kind: fc.constant("end" as const),
+    checkpoint: safe,
+    end: fc.oneof(
+      fc.record({ kind: fc.constant("exit" as const), code: conn }),
+      fc.record({ kind: fc.constant("trap" as const), message: fc.string({ maxLength: 200 }) }),
+    ),
   }),
 );
 
@@ -114,6 +146,36 @@ const bad = [
     name: "stdout with a conn id",
     type: 0x0104,
     hex: "0000000000000000" + "01000000" + "01000000" + "0000000000000000",
+  },
+  {
+    name: "end of an unknown kind",
+    type: 0x0107,
+    hex: "0000000000000000" + "00000000" + "02000000" + "0000000000000000",
+  },
+  {
+    name: "exit with trailing bytes",
+    type: 0x0107,
+    hex: "0000000000000000" + "00000000" + "00000000" + "0000000000000000ff",
+  },
+  {
+    name: "exit status above u32",
+    type: 0x0107,
+    hex: "0000000000000000" + "00000000" + "00000000" + "0000000001000000",
+  },
+  {
+    name: "trap with a status",
+    type: 0x0107,
+    hex: "0000000000000000" + "00000000" + "01000000" + "0100000000000000",
+  },
+  {
+    name: "trap message not UTF-8",
+    type: 0x0107,
+    hex: "0000000000000000" + "00000000" + "01000000" + "0000000000000000ff",
+  },
+  {
+    name: "end on the stdout stream",
+    type: 0x0107,
+    hex: "0000000000000000" + "01000000" + "00000000" + "0000000000000000",
   },
   {
     name: "not a mirror type",
