@@ -13,7 +13,7 @@
 import { PAGE_SHIFT } from "../domain.ts";
 
 /** Bumped whenever the emitted code or this layout changes; part of the transform version. */
-export const TRANSFORM_FORMAT = "colo-xform/2";
+export const TRANSFORM_FORMAT = "colo-xform/3";
 
 /** Default iterations of one loop between two preemption checks (TransformOptions.preemptInterval). */
 export const PREEMPT_INTERVAL = 1024;

@@ -9,8 +9,9 @@
  *    and memory.grow, set the byte of each touched 4 KiB page in the control memory's map. The
  *    mark comes AFTER the write: the harvester clears before it copies, so a racing store is
  *    never lost (ARCHITECTURE.md, Threads);
- *  - preempt: at every loop head, an atomic load of the stop word; if set, call "colo"."preempt",
- *    which the worker makes unwind;
+ *  - preempt: on every loop entry and then every `preemptInterval` iterations (strip-mined, see
+ *    Walker#preemptible), an atomic load of the stop word; if set, call "colo"."preempt", which
+ *    the worker makes unwind. Marks of runs of stores off one base are merged (Walker#block);
  *  - asyncify: binaryen's Asyncify with its stack in a secondary memory, the WASI imports and
  *    "colo"."preempt" as the async imports; every mutable global is exported so the worker can
  *    capture and restore it.
