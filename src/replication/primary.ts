@@ -791,8 +791,8 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#reason = out;
     this.#log("error", `STOPPED SERVING: ${d.detail}`);
     this.#setState("fenced-out");
+    this.emit("fenced-out", out);
     await this.proxy.close().catch(() => {});
     await this.domain.destroy().catch(() => {});
-    this.emit("fenced-out", out);
   }
 }

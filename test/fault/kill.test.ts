@@ -101,3 +101,24 @@ test("without a fencing hook the secondary warns at start that a cut link can le
     await p.stop();
   }
 });
+
+test("a primary that loses its fencing hook after losing the secondary stops serving (exit 4)", {
+  timeout: 60_000,
+}, async (t) => {
+  if (!ready) return t.skip("colo primary / colo secondary are not registered yet");
+  const { waitForPong } = await import("./resp.ts");
+  const p = await startPair({ extraPrimary: ["--fence-cmd", "echo held elsewhere >&2; exit 1"] });
+  try {
+    assert.match(p.primary.err, /fencing hook: command:/);
+    assert.doesNotMatch(p.primary.err, /WARNING: no fencing hook/);
+    assert.equal(await waitForPong(p.primaryService.host, p.primaryService.port, 5000), true);
+    await p.secondary.kill9();
+    await p.primary.waitFor(/FENCED OUT/, 10_000);
+    assert.match(p.primary.err, /outputs held, asking the fencing hook/);
+    assert.doesNotMatch(p.primary.err, /running UNPROTECTED/);
+    assert.equal((await p.primary.finished).status, 4);
+    assert.equal(await waitForPong(p.primaryService.host, p.primaryService.port, 1000), false);
+  } finally {
+    await p.stop();
+  }
+});
