@@ -47,6 +47,57 @@ test("a compute-bound guest with no host calls stops at a loop head and resumes"
   }
 });
 
+/** An endless outer loop calling a function whose two nested loops run 3 × 2 iterations per call. */
+const NESTED = (() => {
+  const m = binaryen.parseText(`(module
+   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+   (memory (export "memory") 2)
+   (global $n (mut i32) (i32.const 0))
+   (func $inner (param $p i32) (local $i i32) (local $j i32)
+    (loop $a
+     (local.set $j (i32.const 0))
+     (loop $b
+      (i32.store offset=65536 (i32.and (i32.add (local.get $p) (local.get $j)) (i32.const 32764)) (local.get $i))
+      (local.set $j (i32.add (local.get $j) (i32.const 4)))
+      (br_if $b (i32.lt_u (local.get $j) (i32.const 8))))
+     (local.set $i (i32.add (local.get $i) (i32.const 1)))
+     (br_if $a (i32.lt_u (local.get $i) (i32.const 3)))))
+   (func (export "_start") (local $k i32)
+    (loop $l
+     (call $inner (i32.shl (local.get $k) (i32.const 3)))
+     (global.set $n (i32.add (global.get $n) (i32.const 1)))
+     (local.set $k (i32.add (local.get $k) (i32.const 1)))
+     (br $l))))`);
+  m.setFeatures(binaryen.Features.MutableGlobals);
+  const b = m.emitBinary();
+  m.dispose();
+  return b;
+})();
+
+test("short loops in a callee stop the guest even when the interval counter never runs out", async () => {
+  // With an interval of 2^30 only the checks on loop entry can stop this guest: its loops run
+  // 2 or 3 iterations per entry, and the endless outer loop would need 2^30 of its own.
+  const d = await WasmDomain.create(NESTED, {
+    ...stubOptions(["nested"]),
+    transform: { preemptInterval: 1 << 30 },
+  });
+  try {
+    await d.start();
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      let timer: NodeJS.Timeout | undefined;
+      const stuck = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("suspend did not complete within 20 s")), 20_000);
+      });
+      await Promise.race([d.suspend(), stuck]).finally(() => clearTimeout(timer));
+      assert.equal(d.state, "suspended");
+      await d.resume();
+    }
+  } finally {
+    await d.destroy();
+  }
+});
+
 test("the restore target refuses a different instrumented module", async () => {
   const a = await WasmDomain.create(SPIN, stubOptions(["spin"]));
   const id = a.identity;
