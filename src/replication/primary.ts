@@ -595,8 +595,13 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     const verified = mine === undefined ? undefined : await this.#verify(seq, mine);
     mark("svmReady");
     this.#seq = seq;
+    // The resume request goes out first; the held output is released and the buffered input fed
+    // in the same synchronous turn, before any output of the resumed PVM can reach the proxy (its
+    // events are macrotasks), so the guest runs while the main thread releases and feeds.
+    const resumed = this.domain.resume();
+    resumed.catch(() => {});
     this.proxy.checkpointDone(Number(seq));
-    await this.domain.resume();
+    await resumed;
     const pauseMs = performance.now() - t0;
     mark("pvmResumed");
     await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seq);

@@ -294,9 +294,12 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       return;
     }
     if (this.#takeoverWanted) return;
-    await domain.resume();
-    mark?.("resumed");
+    // As on the primary: the resume request first, then the mirrored input fed in the same turn.
+    const resumed = domain.resume();
+    resumed.catch(() => {});
     if (!seed) this.#sproxy!.checkpointApplied(Number(seq), summary.inputs);
+    await resumed;
+    mark?.("resumed");
     await target.back.state(CHECKPOINT_STATE.SVM_RESUMED, seq);
     mark?.("resumedSent");
     this.#setState("running");

@@ -410,8 +410,9 @@ export class WasmDomain implements Domain, GuestPort {
     await stopped;
   }
 
+  /** The resume request is posted before resume() returns (callers may go on synchronously). */
   async resume(): Promise<void> {
-    await this.#checkAsync("resume", "suspended", "created");
+    this.#check("resume", "suspended", "created");
     if (this.#state === "created" && !this.#applied) {
       throw new DomainError(
         "bad-state",
