@@ -74,6 +74,13 @@ export class Vfs {
   }
 
   // ---- dirty blocks ----
+  //
+  // The record's contract, which a "some" apply (state-codec) relies on: every (ino, block) whose
+  // bytes on this replica may differ from the last sync point is in it, including blocks of inodes
+  // freed since (see dropIfUnused). Inode numbers are never reused on one replica, but after a
+  // sync both replicas hand out the same next numbers to different files; that is safe because
+  // every block of a file created after the sync that holds data (or lies inside its size at all,
+  // via write or setSize) was marked when it got there, on whichever replica made it.
 
   markBlocks(ino: number, fromByte: number, toByte: number): void {
     if (toByte <= fromByte) return;
@@ -288,13 +295,24 @@ export class Vfs {
     return false;
   }
 
-  /** Delete a file inode that has no name and no open fd. */
+  /**
+   * Delete a file inode that has no name and no open fd.
+   *
+   * Its data blocks go with it, which is a change to every block that held data: they are marked
+   * dirty, not forgotten. The other replica may still hold the inode (an fd there is still open,
+   * or it never unlinked it), and a "some" apply here takes every block it does not carry from
+   * this replica's copy of the inode, which is now gone, so an unmarked block would come back as
+   * zeros. Holes need no mark: they were holes on both replicas at the last sync, and any change
+   * to one since then is already in the record.
+   */
   dropIfUnused(node: FileNode): void {
     if (node.nlink > 0) return;
     for (const e of this.state.fds.values()) if (e.kind === "file" && e.ino === node.ino) return;
+    const count = Math.ceil(node.size / BLOCK_SIZE);
+    for (let b = 0; b < count; b++)
+      if (node.blocks[b] !== undefined) this.markBlocks(node.ino, b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE);
     this.usedBytes -= node.size;
     this.state.inodes.delete(node.ino);
-    this.dirty.delete(node.ino);
   }
 
   // ---- file data ----
