@@ -18,6 +18,7 @@
  * Ownership: the bytes of a sent message are owned by the link from then on (the sender must not
  * change them); the bytes of a received message belong to the receiver.
  */
+import type { GuestEnd } from "../guest/domain.ts";
 import type { ConnId, OutputStream } from "../guest/port.ts";
 
 /** P → S: one client event, in the order the PVM got it, in the same chunks. */
@@ -50,7 +51,9 @@ export type MirrorOutput =
    * bytes, which stays exact across checkpoints).
    */
   | { readonly kind: "shutdown"; readonly seq: number; readonly conn: ConnId; readonly offset: number }
-  | { readonly kind: "close"; readonly seq: number; readonly conn: ConnId; readonly offset: number };
+  | { readonly kind: "close"; readonly seq: number; readonly conn: ConnId; readonly offset: number }
+  /** The SVM exited or trapped (an end in one replica only is a divergence). */
+  | { readonly kind: "end"; readonly seq: number; readonly end: GuestEnd };
 
 /** One end of a message link: sends `Out`, receives `In`. */
 export interface MirrorEnd<Out, In> {

@@ -28,6 +28,8 @@ function toWire(m: MirrorInput | MirrorOutput): MirrorMessage {
     case "shutdown":
     case "close":
       return { kind: m.kind, checkpoint: m.seq, conn: m.conn, offset: m.offset };
+    case "end":
+      return { kind: "end", checkpoint: m.seq, end: m.end };
     case "data":
       return "conn" in m
         ? { kind: "input", checkpoint: m.seq, conn: m.conn, offset: m.offset, bytes: m.bytes }
@@ -55,6 +57,8 @@ function fromWire(w: MirrorMessage, toward: "primary" | "secondary"): MirrorInpu
     case "shutdown":
     case "close":
       return { kind: w.kind, seq: w.checkpoint, conn: w.conn, offset: w.offset };
+    case "end":
+      return { kind: "end", seq: w.checkpoint, end: w.end };
     default:
       return undefined;
   }

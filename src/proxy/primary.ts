@@ -612,6 +612,9 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     if (event.kind === "data") {
       const t = this.#targetOf(event.stream);
       if (t === undefined) return; // a connection this proxy never had (before a takeover)
+      // The SVM has ended and the PVM runs on: output the SVM can never match is a divergence now.
+      if (this.#mode === "colo" && this.#ended.svm !== undefined && this.#ended.pvm === undefined)
+        this.#reportEnd(`SVM ${endText(this.#ended.svm)}, PVM running and producing output`);
       if (event.offset !== t.cmp.pvmEnd) {
         if (t.cmp.mode !== "pass") {
           this.#protocolError(
@@ -669,6 +672,10 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
   }
 
   #svmCurrent(message: MirrorOutput): void {
+    if (message.kind === "end") {
+      this.replicaEnded("svm", message.end);
+      return;
+    }
     const stream: OutputStream =
       message.kind === "data" ? message.stream : { kind: "conn", id: message.conn };
     const t = this.#targetOf(stream);

@@ -28,6 +28,7 @@
  */
 import { EventEmitter } from "node:events";
 import type net from "node:net";
+import type { GuestEnd } from "../guest/domain.ts";
 import type { ConnId, GuestPort, PortInput, PortOutput } from "../guest/port.ts";
 import { ProxyError } from "./errors.ts";
 import { type MirrorInput, messageWeight, type SecondaryMirrorEnd } from "./link.ts";
@@ -149,6 +150,15 @@ export class SecondaryProxy extends EventEmitter<SecondaryProxyEvents> {
       firstConnId: this.#maxOpened + 1,
       stdioOffsets: { ...this.#stdioEnd },
     });
+  }
+
+  /**
+   * The SVM exited or trapped: tell the primary (mirror "end"), whose proxy judges it against
+   * the PVM (an end in one replica only is a divergence; the next checkpoint restores the SVM).
+   */
+  replicaEnded(end: GuestEnd): void {
+    if (this.#state === "stopped") return;
+    if (!this.#link.send({ kind: "end", seq: this.#applied, end })) this.#linkFull++;
   }
 
   /** Stop feeding and detach from the link and the port (standing down). Idempotent. */

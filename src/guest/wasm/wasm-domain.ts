@@ -309,7 +309,7 @@ export class WasmDomain implements Domain, GuestPort {
   }
 
   async resize(pages: number): Promise<void> {
-    await this.#checkAsync("resize", "created", "suspended");
+    await this.#checkAsync("resize", "created", "suspended", "exited", "trapped");
     if (!Number.isInteger(pages) || pages % PAGES_PER_WASM_PAGE !== 0 || pages < 0) {
       throw new RangeError(`resize: ${pages} is not a whole number of 64 KiB wasm pages`);
     }
@@ -358,13 +358,13 @@ export class WasmDomain implements Domain, GuestPort {
   }
 
   writePage(pfn: number, src: Uint8Array): void {
-    this.#check("writePage", "created", "suspended");
+    this.#check("writePage", "created", "suspended", "exited", "trapped");
     const v = this.#pageView(pfn, src);
     v.set(src, pfn * PAGE_SIZE);
   }
 
   writePages(firstPfn: number, src: Uint8Array): void {
-    this.#check("writePages", "created", "suspended");
+    this.#check("writePages", "created", "suspended", "exited", "trapped");
     if (src.length % PAGE_SIZE !== 0)
       throw new RangeError(`writePages: ${src.length} bytes is not a whole number of pages`);
     this.pageView(firstPfn, src.length / PAGE_SIZE).set(src);
@@ -444,9 +444,17 @@ export class WasmDomain implements Domain, GuestPort {
   }
 
   async applyContext(body: Uint8Array): Promise<void> {
-    await this.#checkAsync("applyContext", "suspended", "created");
+    await this.#checkAsync("applyContext", "suspended", "created", "exited", "trapped");
     await this.#request({ op: "applyContext", body: body.slice() });
     this.#applied = true;
+    this.#revived();
+  }
+
+  /** A state applied to a guest that had exited or trapped: it is a suspended guest again. */
+  #revived(): void {
+    if (this.#state !== "exited" && this.#state !== "trapped") return;
+    this.#state = "suspended";
+    this.#end = undefined;
   }
 
   async captureHostState(fs: FsBlockSelection): Promise<Uint8Array> {
@@ -455,13 +463,17 @@ export class WasmDomain implements Domain, GuestPort {
   }
 
   async applyHostState(body: Uint8Array): Promise<void> {
-    await this.#checkAsync("applyHostState", "suspended", "created");
+    await this.#checkAsync("applyHostState", "suspended", "created", "exited", "trapped");
     await this.#request({ op: "applyHost", body: body.slice() });
     this.#applied = true;
+    this.#revived();
   }
 
   async harvestFsDirty(): Promise<FsBlockRef[]> {
-    await this.#checkAsync("harvestFsDirty", "suspended");
+    await this.#checkAsync("harvestFsDirty", "suspended", "exited", "trapped");
+    // An ended guest did not send its blocks with an event: ask its worker.
+    if (this.#state !== "suspended")
+      return mergeBlocks(this.#fsDirty.splice(0), await this.#request<FsBlockRef[]>({ op: "harvestFs" }));
     const held = this.#fsDirty;
     this.#fsDirty = [];
     return held;

@@ -254,6 +254,20 @@ function finish(event: WorkerEvent): void {
   else done();
 }
 
+/**
+ * A guest that exited or trapped gets a state applied (COLO: the replica that ended alone is
+ * restored from the other's checkpoint): a fresh instance over the same memory. Instantiating
+ * re-applies the data segments, so the memory is copied back afterwards (unmarked: it is what it
+ * was); the applied context then sets every global and the Asyncify stack.
+ */
+function revive(): void {
+  if (!ended) return;
+  const saved = new Uint8Array(memory.buffer).slice();
+  instantiate();
+  new Uint8Array(memory.buffer).set(saved);
+  ended = false;
+}
+
 function serialize(e: unknown): SerializedError {
   if (e instanceof Error) {
     const code = (e as { code?: unknown }).code;
@@ -270,12 +284,14 @@ function handle(req: Request): Uint8Array | ReturnType<WasiHost["harvestFsDirty"
     case "captureContext":
       return captureContext();
     case "applyContext":
+      revive();
       applyContext(req.body);
       return undefined;
     case "captureHost":
       pump();
       return host.captureState(req.fs);
     case "applyHost":
+      revive();
       pump();
       host.applyState(req.body);
       return undefined;
