@@ -13,7 +13,10 @@
  * Losing the secondary: without a fencing hook, run on unprotected at once (and say at start that
  * a cut link can leave both sides serving); with one, hold every output until the hook answers:
  * won = run on unprotected, lost = stop serving (service address closed, clients reset, exit 4).
- * The control socket (--name) serves status, checkpoints and `colo protect` (op "protect").
+ * The control socket (--name) serves status, checkpoints, `colo protect` (op "protect") and
+ * `colo switchover` (op "switchover", needs --listen): after it, this process becomes the new
+ * primary's secondary by running `colo secondary --listen <--listen> --service <--service>` with
+ * the same name, key, heartbeat and fencing flags, and exits with its status.
  *
  * Exit status: the guest's; 1 load/connect failure; 2 usage; 3 a --verify mismatch (a bug in
  * colo: the secondary was not a faithful copy); 4 the fencing hook lost (the secondary serves);
@@ -65,10 +68,14 @@ options:
   --psk-file FILE         pre-shared key (or $COLO_PSK / $COLO_PSK_FILE)
   --name NAME             control name for \`colo status NAME\` (default: none)
   --metrics HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics
+  --listen HOST:PORT      where this side waits as the secondary after \`colo switchover\`
   --connect-timeout-ms N  keep trying to reach the secondary this long (default 10000)
   --insecure-no-tls       plain TCP, no authentication (tests only)
 ${FAILOVER_USAGE}  -- ARGS…                the guest's arguments
 `;
+
+/** Internal: the run ended by a switchover (never an exit status: the secondary's is). */
+const EXIT_SWITCHED = -1;
 
 /** Exit status of a primary that lost its fencing hook (the secondary serves). */
 export const EXIT_FENCED_OUT = 4;
@@ -111,6 +118,7 @@ export async function run(argv: string[]): Promise<number> {
         metrics: { type: "string" },
         "connect-timeout-ms": { type: "string" },
         "insecure-no-tls": { type: "boolean" },
+        listen: { type: "string" },
         ...FAILOVER_FLAGS,
         help: { type: "boolean", short: "h" },
       },
@@ -150,6 +158,9 @@ export async function run(argv: string[]): Promise<number> {
   const metricsAt = typeof values.metrics === "string" ? parseServiceAddress(values.metrics) : undefined;
   if (values.metrics !== undefined && metricsAt === undefined)
     return usageError("colo primary", "--metrics is not HOST:PORT", USAGE);
+  const listenBack = typeof values.listen === "string" ? parseServiceAddress(values.listen) : undefined;
+  if (values.listen !== undefined && listenBack === undefined)
+    return usageError("colo primary", "--listen is not HOST:PORT", USAGE);
   const modulePath = positionals[0]!;
   const name = typeof values.name === "string" ? values.name : undefined;
 
@@ -261,6 +272,17 @@ export async function run(argv: string[]): Promise<number> {
           proxy: proxy.metrics(),
         }),
         checkpoints: async () => controller.records(),
+        [FAILOVER_OPS.switchover]: async () => {
+          if (listenBack === undefined)
+            throw new Error("switchover: colo primary was started without --listen");
+          const report = await controller.switchover(formatServiceAddress(listenBack));
+          say(
+            `switched over after checkpoint ${report.finalSeq}: new primary on ${report.newPrimaryService}; input paused → new primary serving ${report.gapMs.toFixed(1)} ms`,
+          );
+          // Reply first, then hand this process over to the secondary role.
+          setTimeout(() => end(EXIT_SWITCHED), 100);
+          return report;
+        },
         [FAILOVER_OPS.protect]: async (args) => {
           const a = args as { secondary?: unknown; pskFile?: unknown; insecure?: unknown };
           const at = typeof a.secondary === "string" ? parseServiceAddress(a.secondary) : undefined;
@@ -355,5 +377,45 @@ export async function run(argv: string[]): Promise<number> {
   metricsServer?.close();
   await proxy.close();
   await domain.destroy();
+  if (exitStatus === EXIT_SWITCHED && listenBack !== undefined) {
+    return becomeSecondary(listenBack, bound, values, name);
+  }
   return exitStatus ?? 0;
+}
+
+/**
+ * After a switchover: be the new primary's secondary, as `colo secondary` in a child process
+ * (same name, key, heartbeat and fencing flags); its exit status is ours.
+ */
+async function becomeSecondary(
+  listen: { host: string; port: number },
+  service: string,
+  values: Record<string, string | boolean | undefined>,
+  name: string | undefined,
+): Promise<number> {
+  const { spawn } = await import("node:child_process");
+  const args = ["secondary", "--listen", formatServiceAddress(listen), "--service", service];
+  if (listen.host !== "127.0.0.1" && listen.host !== "::1" && listen.host !== "localhost")
+    args.push("--listen-any");
+  for (const k of [
+    "psk-file",
+    "heartbeat-ms",
+    "heartbeat-timeout-ms",
+    "fence-cmd",
+    "fence-module",
+    "fence-timeout-ms",
+  ] as const) {
+    const v = values[k];
+    if (typeof v === "string") args.push(`--${k}`, v);
+  }
+  if (values["insecure-no-tls"] === true) args.push("--insecure-no-tls");
+  if (name !== undefined) args.push("--name", name);
+  say(`now the secondary: colo ${args.join(" ")}`);
+  const child = spawn(process.execPath, [process.argv[1]!, ...args], { stdio: "inherit" });
+  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+  process.on("SIGINT", forward("SIGINT"));
+  process.on("SIGTERM", forward("SIGTERM"));
+  return new Promise<number>((resolve) =>
+    child.on("close", (status, signal) => resolve(status ?? (signal === "SIGKILL" ? 137 : 143))),
+  );
 }

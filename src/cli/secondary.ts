@@ -10,11 +10,18 @@
  * scripts: "colo secondary: listening on HOST:PORT", "colo secondary: took over; service on
  * HOST:PORT".
  *
+ * A planned switchover (`colo switchover` on the primary's host) makes this side the primary:
+ * it takes over as above, then protects itself by seeding the old primary, which now waits as a
+ * secondary on its --listen address ("colo secondary: protected again by HOST:PORT").
+ *
  * Exit status: after a takeover, the guest's; 1 listen failure; 2 usage; 130/143 on signals.
  */
 import { parseArgs } from "node:util";
 import { describeError } from "../replication/errors.ts";
+import type { Fence } from "../replication/fence.ts";
+import type { Log, PrimaryController } from "../replication/primary.ts";
 import type { SecondaryController } from "../replication/secondary.ts";
+import type { Security } from "../transport/security.ts";
 import { failure, usageError, wasmRestoreTarget } from "./control.ts";
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
 
@@ -83,7 +90,9 @@ export async function run(argv: string[]): Promise<number> {
     values["heartbeat-timeout-ms"] === undefined ? 500 : Number(values["heartbeat-timeout-ms"]);
   if (!(hbTimeout > 100)) return usageError("colo secondary", "--heartbeat-timeout-ms must be > 100", USAGE);
   const name = typeof values.name === "string" ? values.name : undefined;
-  const { failoverConfig, failoverStatus, fencingNotice } = await import("../replication/failover.ts");
+  const { failoverConfig, failoverStatus, fencingNotice, protectionOf } = await import(
+    "../replication/failover.ts"
+  );
   let failover: Awaited<ReturnType<typeof failoverConfig>>;
   try {
     failover = await failoverConfig({ ...values, "heartbeat-timeout-ms": String(hbTimeout) });
@@ -128,6 +137,8 @@ export async function run(argv: string[]): Promise<number> {
   process.once("SIGTERM", () => end(143));
 
   let takenOver: { close(): Promise<void> } | undefined;
+  /** After a planned switchover: this side's controller as the primary. */
+  let primary: PrimaryController | undefined;
   let listener: Awaited<ReturnType<typeof listenForPrimary>>;
   try {
     listener = await listenForPrimary(
@@ -153,7 +164,27 @@ export async function run(argv: string[]): Promise<number> {
           say(`took over; service on ${formatServiceAddress({ host: a.address, port: a.port })}`);
           await listener.close();
           const domain = outcome.domain as typeof outcome.domain & { whenStopped(): Promise<void> };
-          while (exitStatus === undefined && domain.state === "running") await domain.whenStopped();
+          if (outcome.switchover !== undefined) {
+            const back = parseServiceAddress(outcome.switchover.listen);
+            if (back !== undefined) {
+              primary = await protectAfterSwitchover({
+                domain,
+                proxy: outcome.proxy,
+                capabilities: links.capabilities,
+                at: back,
+                security,
+                heartbeat: { intervalMs: failover.heartbeatMs, timeoutMs: hbTimeout },
+                fence: failover.fence,
+                name,
+                log,
+              });
+            }
+          }
+          // A checkpoint of the new primary suspends the domain for a moment: not an end.
+          while (exitStatus === undefined && (domain.state === "running" || domain.state === "suspended")) {
+            await domain.whenStopped();
+            if (domain.state === "suspended") await new Promise((r) => setTimeout(r, 5));
+          }
           const e = domain.end;
           end(e === undefined ? 0 : e.kind === "exit" ? e.code & 0xff : 1);
         });
@@ -178,19 +209,27 @@ export async function run(argv: string[]): Promise<number> {
           pages: controller.domain?.pageCount() ?? 0,
           service: formatServiceAddress(service),
         }),
-        status: async () => ({
-          name,
-          service: formatServiceAddress(service),
-          ...controller.status(),
-          ...failoverStatus(
-            failover,
-            controller.state === "took-over"
-              ? "unprotected"
-              : controller.state === "stood-down"
-                ? "standing-down"
-                : "protected",
-          ),
-        }),
+        status: async () =>
+          primary !== undefined
+            ? {
+                name,
+                service: formatServiceAddress(service),
+                ...primary.status(),
+                ...failoverStatus(failover, protectionOf(primary.state)),
+              }
+            : {
+                name,
+                service: formatServiceAddress(service),
+                ...controller.status(),
+                ...failoverStatus(
+                  failover,
+                  controller.state === "took-over"
+                    ? "unprotected"
+                    : controller.state === "stood-down"
+                      ? "standing-down"
+                      : "protected",
+                ),
+              },
         failover: async () => controller.failover(),
         checkpoints: async () => controller.records(),
       });
@@ -218,7 +257,62 @@ export async function run(argv: string[]): Promise<number> {
   await listener.close().catch(() => {});
   await control?.close();
   metricsServer?.close();
+  await primary?.stop().catch(() => {});
   await takenOver?.close();
   await controller.domain?.destroy().catch(() => {});
   return exitStatus ?? 0;
+}
+
+/**
+ * After a planned switchover: protect the guest this side now serves by seeding the old primary,
+ * which waits as a secondary at `at` (it may still be starting: retried for 10 s).
+ */
+async function protectAfterSwitchover(o: {
+  domain: import("../guest/domain.ts").Domain;
+  proxy: import("../proxy/primary.ts").PrimaryProxy;
+  capabilities: bigint;
+  at: { host: string; port: number };
+  security: Security;
+  heartbeat: { intervalMs: number; timeoutMs: number };
+  fence: Fence | undefined;
+  name: string | undefined;
+  log: Log;
+}): Promise<PrimaryController> {
+  const { PrimaryController } = await import("../replication/primary.ts");
+  const { settings, settingsFromCapabilities, capabilitiesOf } = await import("../replication/config.ts");
+  const { dialSecondary } = await import("../replication/links.ts");
+  const s = settings(settingsFromCapabilities(o.capabilities));
+  const controller = new PrimaryController({
+    domain: o.domain,
+    proxy: o.proxy,
+    settings: s,
+    log: o.log,
+    fence: o.fence,
+    name: o.name,
+  });
+  const where = formatServiceAddress(o.at);
+  void (async () => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        const links = await dialSecondary({
+          host: o.at.host,
+          port: o.at.port,
+          security: o.security,
+          capabilities: capabilitiesOf(s),
+          heartbeat: o.heartbeat,
+        });
+        await controller.protect(links);
+        say(`protected again by ${where} (the old primary)`);
+        return;
+      } catch (e) {
+        if (Date.now() > deadline || controller.state !== "unprotected") {
+          say(`WARNING: running UNPROTECTED: cannot protect through ${where}: ${describeError(e)}`);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  })();
+  return controller;
 }

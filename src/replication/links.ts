@@ -24,6 +24,8 @@ import {
   type TransportLog,
 } from "../transport/connect.ts";
 import type { ChannelKindName } from "../transport/format.ts";
+import { MessageType } from "../transport/format.ts";
+import type { Message } from "../transport/frame.ts";
 import { Heartbeat, type HeartbeatOptions } from "../transport/heartbeat.ts";
 import { newSessionId } from "../transport/hello.ts";
 import type { Faults } from "../transport/memory.ts";
@@ -32,6 +34,38 @@ import type { Security } from "../transport/security.ts";
 import { ReplicationError } from "./errors.ts";
 
 const KINDS: readonly ChannelKindName[] = ["replication", "mirror", "heartbeat"];
+
+/**
+ * Control messages of the pair, on the heartbeat connection (message types in the transport's
+ * control range 0x0300–0x03ff; body: UTF-8 JSON). The heartbeat counts them as signs of life.
+ * - SWITCHOVER_TAKE_OVER (P → S) `{ seq, listen }`: planned switchover; P has paused client input
+ *   after checkpoint `seq` and will be a secondary on `listen` (HOST:PORT): serve, then protect
+ *   yourself by dialing it.
+ * - SWITCHOVER_SERVING (S → P) `{ service }`: S serves clients on `service` (HOST:PORT).
+ */
+export const CONTROL = {
+  switchoverTakeOver: MessageType.controlFirst + 1,
+  switchoverServing: MessageType.controlFirst + 2,
+} as const;
+
+/** The heartbeat's message channel, with messages of the control range handed aside too. */
+class TappedChannel extends MessageChannel {
+  readonly control: ((type: number, body: Record<string, unknown>) => void)[] = [];
+  override onMessage(listener: (message: Message) => void): void {
+    super.onMessage((m) => {
+      if (m.type >= MessageType.controlFirst && m.type <= MessageType.controlLast) {
+        let body: Record<string, unknown> = {};
+        try {
+          body = JSON.parse(new TextDecoder().decode(m.body)) as Record<string, unknown>;
+        } catch {
+          // a malformed body is handed on empty; the receiver checks its fields
+        }
+        for (const l of this.control) l(m.type, body);
+      }
+      listener(m);
+    });
+  }
+}
 
 /** The primary's end of the three connections. */
 export interface PrimaryLinks {
@@ -43,6 +77,10 @@ export interface PrimaryLinks {
   readonly session: string;
   /** A malformed or misdirected mirror message arrived (a protocol error). */
   onMirrorError(listener: (e: ProxyError) => void): void;
+  /** Send a control message (CONTROL) on the heartbeat connection. */
+  sendControl(type: number, body: Record<string, unknown>): void;
+  /** Control messages from the peer (delivered once the heartbeat has started). */
+  onControl(listener: (type: number, body: Record<string, unknown>) => void): void;
   /** Close every connection; `goodbye` first tells the peer's heartbeat this is no loss. */
   close(goodbye: boolean): void;
 }
@@ -58,11 +96,15 @@ export interface SecondaryLinks {
   /** The pair's session id (hex), the same on both ends (the fencing hook's lock name). */
   readonly session: string;
   onMirrorError(listener: (e: ProxyError) => void): void;
+  sendControl(type: number, body: Record<string, unknown>): void;
+  onControl(listener: (type: number, body: Record<string, unknown>) => void): void;
   close(goodbye: boolean): void;
 }
 
 interface Built {
   heartbeat: Heartbeat;
+  sendControl(type: number, body: Record<string, unknown>): void;
+  onControl(listener: (type: number, body: Record<string, unknown>) => void): void;
   mirrorErrors: ((e: ProxyError) => void)[];
   close(goodbye: boolean): void;
 }
@@ -71,12 +113,17 @@ function build(
   conns: Record<"replication" | "mirror" | "heartbeat", Connection>,
   hb: HeartbeatOptions,
 ): Built {
-  const heartbeat = new Heartbeat(new MessageChannel(conns.heartbeat.channel), hb);
+  const tapped = new TappedChannel(conns.heartbeat.channel);
+  const heartbeat = new Heartbeat(tapped, hb);
   const mirrorErrors: ((e: ProxyError) => void)[] = [];
   let closed = false;
   return {
     heartbeat,
     mirrorErrors,
+    sendControl(type, body) {
+      if (!tapped.closed) tapped.send(type, new TextEncoder().encode(JSON.stringify(body)));
+    },
+    onControl: (l) => tapped.control.push(l),
     close(goodbye) {
       if (closed) return;
       closed = true;
@@ -106,6 +153,8 @@ export function primaryLinksOf(
     peer: conns.replication.remote,
     session: Buffer.from(conns.replication.local.session).toString("hex"),
     onMirrorError: (l) => b.mirrorErrors.push(l),
+    sendControl: b.sendControl,
+    onControl: b.onControl,
     close: b.close,
   };
 }
@@ -129,6 +178,8 @@ export function secondaryLinksOf(
     peer: conns.replication.remote,
     session: Buffer.from(conns.replication.local.session).toString("hex"),
     onMirrorError: (l) => b.mirrorErrors.push(l),
+    sendControl: b.sendControl,
+    onControl: b.onControl,
     close: b.close,
   };
 }

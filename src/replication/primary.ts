@@ -49,9 +49,9 @@ import { allPfns, type LiveOptions } from "../save/save.ts";
 import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
 import type { ReplicationSettings } from "./config.ts";
 import { describeError, ReplicationError } from "./errors.ts";
-import { decideUnprotected, type PeerLossCause } from "./failover.ts";
+import { decideUnprotected, type PeerLossCause, type SwitchoverReport } from "./failover.ts";
 import type { Fence } from "./fence.ts";
-import type { PrimaryLinks } from "./links.ts";
+import { CONTROL, type PrimaryLinks } from "./links.ts";
 import {
   addRecord,
   type CheckpointRecord,
@@ -73,6 +73,10 @@ export type PrimaryState =
   | "fencing"
   /** Lost the fence: the secondary serves; this side closed its service and stopped the PVM. */
   | "fenced-out"
+  /** Planned switchover: input paused, the secondary told to serve; waiting for it to say so. */
+  | "switching-over"
+  /** The secondary serves; this side's clients were reset (the caller becomes its secondary). */
+  | "switched-over"
   | "verify-failed"
   | "stopped";
 
@@ -111,6 +115,8 @@ export interface PrimaryEvents {
   "verify-failed": [ReplicationError];
   /** The fencing hook lost: this side stopped serving (the CLI exits with its own status). */
   "fenced-out": [ReplicationError];
+  /** A planned switchover completed: the old secondary serves. */
+  "switched-over": [SwitchoverReport];
 }
 
 /** What `colo status` shows for a primary. */
@@ -173,6 +179,14 @@ function hex(d: Uint8Array): string {
   return Buffer.from(d).toString("hex").slice(0, 16);
 }
 
+/** A switchover asked for and not yet begun. */
+interface SwitchRequest {
+  readonly listen: string;
+  readonly timeoutMs: number;
+  readonly resolve: (r: SwitchoverReport) => void;
+  readonly reject: (e: ReplicationError) => void;
+}
+
 export class PrimaryController extends EventEmitter<PrimaryEvents> {
   readonly domain: Domain;
   readonly proxy: PrimaryProxy;
@@ -200,6 +214,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
   /** Remus: checkpoints sent and not yet acknowledged, with the PVM's digest (--verify). */
   readonly #unacked = new Map<bigint, Promise<RemusSent>>();
   readonly #unsubscribe: (() => void)[] = [];
+  #switchReq: SwitchRequest | undefined;
 
   constructor(o: PrimaryControllerOptions) {
     super();
@@ -211,6 +226,8 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#log = o.log ?? noLog;
     this.#fence = o.fence;
     this.#name = o.name;
+    // A proxy taken over from a secondary continues its checkpoint numbering.
+    this.#seq = BigInt(o.proxy.seq);
     const onDivergence = (d: Divergence): void => {
       this.#divergences++;
       this.#log("info", `divergence after checkpoint ${d.seq}: ${d.kind} (${d.detail})`);
@@ -379,6 +396,92 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     for (const u of this.#unsubscribe.splice(0)) u();
   }
 
+  /**
+   * Planned switchover (`colo switchover`; colo mode, protected): one more checkpoint (the
+   * secondary becomes identical and every output it covers is released), then client input stays
+   * paused and the PVM stopped; the secondary is told to serve (CONTROL.switchoverTakeOver, with
+   * `listen`: where this side will wait as its new secondary). Once it says it serves, this
+   * side's clients are reset (they reconnect to the new primary), the state is "switched-over"
+   * and the caller destroys the PVM and listens on `listen`. No answer within `timeoutMs`: the
+   * links are dropped without a goodbye (the secondary's heartbeat then makes it take over as on a
+   * failover), this side stops serving, and the promise rejects ("switchover").
+   */
+  switchover(listen: string, timeoutMs = 10_000): Promise<SwitchoverReport> {
+    if (this.settings.mode !== "colo")
+      return Promise.reject(new ReplicationError("bad-state", "switchover needs --mode colo"));
+    if (!this.#protectedNow() || this.#switchReq !== undefined)
+      return Promise.reject(new ReplicationError("bad-state", `switchover in state ${this.#state}`));
+    return new Promise<SwitchoverReport>((resolve, reject) => {
+      this.#switchReq = { listen, timeoutMs, resolve, reject };
+      this.#pending = "request";
+      this.#wake?.();
+    });
+  }
+
+  async #switchoverNow(req: SwitchRequest): Promise<void> {
+    const links = this.#links!;
+    this.#inCheckpoint = true;
+    try {
+      await this.#coloCheckpoint("request");
+    } catch (e) {
+      this.#inCheckpoint = false;
+      this.#lose(
+        e instanceof ReplicationError
+          ? e
+          : new ReplicationError("link", "the switchover's checkpoint failed", { cause: e }),
+      );
+      return;
+    }
+    this.#inCheckpoint = false;
+    const t0 = performance.now();
+    this.proxy.pauseForCheckpoint();
+    if (this.domain.state === "running") await this.domain.suspend();
+    this.#switchReq = undefined;
+    this.#setState("switching-over");
+    const seq = Number(this.#seq);
+    const serving = new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new ReplicationError("switchover", `the secondary did not take over within ${req.timeoutMs} ms`),
+          ),
+        req.timeoutMs,
+      );
+      links.onControl((type, body) => {
+        if (type !== CONTROL.switchoverServing) return;
+        clearTimeout(timer);
+        resolve(typeof body.service === "string" ? body.service : "");
+      });
+    });
+    links.sendControl(CONTROL.switchoverTakeOver, { seq, listen: req.listen });
+    this.#log("info", `switchover: checkpoint ${seq} done, input paused; the secondary takes over`);
+    let service: string;
+    try {
+      service = await serving;
+    } catch (e) {
+      const err = e as ReplicationError;
+      this.#reason = err;
+      this.#log("error", `switchover failed: ${err.message}; stopped serving`);
+      links.close(false);
+      this.#setState("stopped");
+      await this.proxy.close().catch(() => {});
+      req.reject(err);
+      return;
+    }
+    const report: SwitchoverReport = {
+      gapMs: performance.now() - t0,
+      finalSeq: seq,
+      newPrimaryService: service,
+    };
+    this.#reason = new ReplicationError("switchover", `switched over: the secondary serves on ${service}`);
+    links.close(true);
+    await this.proxy.close().catch(() => {});
+    this.#setState("switched-over");
+    this.#log("info", `switched over after checkpoint ${seq}: new primary on ${service}`);
+    this.emit("switched-over", report);
+    req.resolve(report);
+  }
+
   // ─────────────────────────────── the checkpoint loop ───────────────────────────────
 
   #protectedNow(): boolean {
@@ -393,6 +496,10 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     while (this.#protectedNow()) {
       const trigger = await this.#nextTrigger();
       if (!this.#protectedNow()) break;
+      if (this.#switchReq !== undefined) {
+        await this.#switchoverNow(this.#switchReq);
+        break;
+      }
       this.#inCheckpoint = true;
       try {
         if (this.settings.mode === "remus") await this.#remusCheckpoint(trigger);
@@ -734,6 +841,11 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
   #lose(reason: ReplicationError, state?: PrimaryState): void {
     if (this.#reason !== undefined) return;
     if (this.#state === "unprotected" || this.#state === "stopped") return;
+    if (this.#state === "switching-over" || this.#state === "switched-over") return;
+    this.#switchReq?.reject(
+      new ReplicationError("switchover", `switchover not done: ${describeError(reason)}`, { cause: reason }),
+    );
+    this.#switchReq = undefined;
     const wasProtected = this.#protectedNow();
     this.#reason = reason;
     const next: PrimaryState =
