@@ -42,7 +42,7 @@ import { type ReplicationSettings, settingsFromCapabilities } from "./config.ts"
 import { codeOf, describeError, ReplicationError } from "./errors.ts";
 import { type Decision, decideTakeover, type PeerLossCause, type SecondaryAction } from "./failover.ts";
 import type { Fence } from "./fence.ts";
-import type { SecondaryLinks } from "./links.ts";
+import { CONTROL, type SecondaryLinks } from "./links.ts";
 import type { Log } from "./primary.ts";
 import { Ring, type SecondaryCheckpointRecord, type SecondaryStep, stepClock } from "./stats.ts";
 import { hostSummary, TrackedDomain } from "./tracked-domain.ts";
@@ -61,7 +61,13 @@ export type SecondaryState =
 /** How a session ended. */
 export type SecondaryOutcome =
   | { readonly kind: "stood-down"; readonly reason: ReplicationError }
-  | { readonly kind: "took-over"; readonly proxy: PrimaryProxy; readonly domain: Domain };
+  | {
+      readonly kind: "took-over";
+      readonly proxy: PrimaryProxy;
+      readonly domain: Domain;
+      /** A planned switchover: the old primary waits on `listen` (HOST:PORT) to be protected. */
+      readonly switchover?: { readonly listen: string } | undefined;
+    };
 
 export interface SecondaryControllerOptions {
   /** Builds the replica from the seed's module bytes (real runtime: a WasmDomain restore target). */
@@ -219,7 +225,11 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       return outcome;
     }
     const hb = links.heartbeat;
+    links.onControl((type, body) => {
+      if (type === CONTROL.switchoverTakeOver) void this.#switchoverTakeOver(body);
+    });
     hb.on("lost", (loss) => {
+      if (this.#finished) return; // a switchover already made this side the primary
       this.#log("warn", `primary lost (${loss.reason}, silent ${loss.silentMs.toFixed(0)} ms)`);
       void this.#primaryLost("heartbeat-lost");
     });
@@ -567,10 +577,32 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
   }
 
   /**
+   * Planned switchover (CONTROL.switchoverTakeOver from the primary): between checkpoints, with
+   * the last one applied the primary's own final one, take over as on a failover (no fencing
+   * hook: the primary has stopped serving and asks for it), tell the primary where this side now
+   * serves, then say goodbye. Refused (logged; the primary times out) in any other state.
+   */
+  async #switchoverTakeOver(body: Record<string, unknown>): Promise<void> {
+    const listen = typeof body.listen === "string" ? body.listen : undefined;
+    if (this.#state !== "running" || body.seq !== Number(this.#applied) || listen === undefined) {
+      this.#log(
+        "error",
+        `switchover refused: asked after checkpoint ${String(body.seq)} in state ${this.#state} (applied ${this.#applied})`,
+      );
+      return;
+    }
+    this.#log(
+      "info",
+      `switchover: taking over at checkpoint ${this.#applied}; the old primary waits on ${listen}`,
+    );
+    await this.#takeover({ listen });
+  }
+
+  /**
    * Take over (idempotent): the primary is gone. A checkpoint being applied finishes first; a
    * partial one is discarded. The replica resumes from its own state and serves unprotected.
    */
-  async #takeover(): Promise<void> {
+  async #takeover(switchover?: { readonly listen: string }): Promise<void> {
     if (this.#finished) return;
     if (this.#state === "applying") {
       this.#takeoverWanted = true;
@@ -582,8 +614,13 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       return;
     }
     this.#finished = true;
-    this.#reason = new ReplicationError("peer-lost", "the primary was lost");
-    this.#links?.close(false);
+    this.#reason =
+      switchover === undefined
+        ? new ReplicationError("peer-lost", "the primary was lost")
+        : new ReplicationError("switchover", "planned switchover: this side is the primary");
+    const links = this.#links;
+    // A switchover keeps the links until the primary hears where this side serves.
+    if (switchover === undefined) links?.close(false);
     this.#target?.discard(this.#reason);
     try {
       if (domain.state === "suspended" || domain.state === "created") await domain.resume();
@@ -605,11 +642,16 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
           stdioOffsets: { stdout: s.stdout, stderr: s.stderr },
         });
       }
-      await proxy.listen();
+      const at = await proxy.listen();
+      if (switchover !== undefined) {
+        const host = at.address.includes(":") ? `[${at.address}]` : at.address;
+        links?.sendControl(CONTROL.switchoverServing, { service: `${host}:${at.port}` });
+        links?.close(true);
+      }
       this.#setState("took-over");
       this.#log("warn", `TOOK OVER at checkpoint ${this.#applied}: serving unprotected`);
       this.emit("took-over", proxy);
-      this.#outcome?.({ kind: "took-over", proxy, domain: domain.inner });
+      this.#outcome?.({ kind: "took-over", proxy, domain: domain.inner, switchover });
     } catch (e) {
       this.#finished = false;
       this.#standDown(new ReplicationError("domain", "taking over failed", { cause: e }));
