@@ -9,7 +9,7 @@
  * every DataView call.
  */
 import { StreamError, type StreamErrorCode } from "./errors.ts";
-import type { Layer } from "./format.ts";
+import { type Layer, REC_LENGTH_MAX } from "./format.ts";
 
 export interface BodyCodec<T> {
   readonly layer: Layer;
@@ -142,6 +142,61 @@ export function blobCodec<K extends string>(
     decode: (body) => {
       requireMinLength(body, minLength);
       return { kind, data: body };
+    },
+  };
+}
+
+/** What `entryListCodec` needs to know about one record of the "array of fixed-size entries" shape. */
+export interface EntryListSpec<K extends string, F extends string, E> {
+  readonly layer: Layer;
+  readonly type: number;
+  readonly name: string;
+  readonly kind: K;
+  /** The value's field that holds the entries. */
+  readonly field: F;
+  /** Bytes per entry. */
+  readonly entrySize: number;
+  /** 1: an empty body is a bad length; 0: an empty list is valid. */
+  readonly minEntries: 0 | 1;
+  /** Writes one entry (all `entrySize` bytes, reserved ones zero) at `offset`. */
+  writeEntry(view: DataView, offset: number, entry: E): void;
+  /** Validates and reads entry `index`, which starts at body offset `offset`. */
+  readEntry(view: DataView, body: Uint8Array, offset: number, index: number): E;
+}
+
+/**
+ * A body that is nothing but entries of one size (CPUID leaves, MSRs, dirty fs blocks): length
+ * at least `minEntries` entries and a whole number of them, then each entry validated in order.
+ */
+export function entryListCodec<K extends string, F extends string, E>(
+  spec: EntryListSpec<K, F, E>,
+): BodyCodec<{ readonly kind: K } & { readonly [P in F]: readonly E[] }> {
+  const { entrySize, field } = spec;
+  return {
+    layer: spec.layer,
+    type: spec.type,
+    name: spec.name,
+    minLength: entrySize * spec.minEntries,
+    maxLength: REC_LENGTH_MAX,
+    size: (v) => entrySize * v[field].length,
+    encode(v, view, offset) {
+      let o = offset;
+      for (const e of v[field]) {
+        spec.writeEntry(view, o, e);
+        o += entrySize;
+      }
+      return o;
+    },
+    decode(body) {
+      requireMinLength(body, entrySize * spec.minEntries);
+      requireMultiple(body, entrySize);
+      const view = viewOf(body);
+      const entries: E[] = [];
+      for (let o = 0; o < body.length; o += entrySize)
+        entries.push(spec.readEntry(view, body, o, o / entrySize));
+      return { kind: spec.kind, [field]: entries } as { readonly kind: K } & {
+        readonly [P in F]: readonly E[];
+      };
     },
   };
 }

@@ -9,12 +9,12 @@ import {
   type BodyCodec,
   blobCodec,
   emptyCodec,
+  entryListCodec,
   fail,
   putBytes,
   readSafeU64,
   requireLength,
   requireMinLength,
-  requireMultiple,
   requireZero,
   viewOf,
   writeSafeU64,
@@ -154,32 +154,23 @@ export interface FsDirtyBlockList {
   readonly blocks: readonly { readonly ino: number; readonly block: number }[];
 }
 
-export const fsDirtyBlockList: BodyCodec<FsDirtyBlockList> = {
+export const fsDirtyBlockList: BodyCodec<FsDirtyBlockList> = entryListCodec({
   layer: "libxc",
   type: LIBXC.FS_DIRTY_BLOCK_LIST,
   name: "FS_DIRTY_BLOCK_LIST",
-  minLength: 0,
-  maxLength: REC_LENGTH_MAX,
-  size: (v) => FS_BLOCK_ENTRY_SIZE * v.blocks.length,
-  encode(v, view, offset) {
-    let o = offset;
-    for (const b of v.blocks) {
-      writeSafeU64(view, o, b.ino);
-      writeSafeU64(view, o + 8, b.block);
-      o += FS_BLOCK_ENTRY_SIZE;
-    }
-    return o;
+  kind: "fs-dirty-block-list",
+  field: "blocks",
+  entrySize: FS_BLOCK_ENTRY_SIZE,
+  minEntries: 0,
+  writeEntry(view, o, b: { readonly ino: number; readonly block: number }) {
+    writeSafeU64(view, o, b.ino);
+    writeSafeU64(view, o + 8, b.block);
   },
-  decode(body) {
-    requireMultiple(body, FS_BLOCK_ENTRY_SIZE);
-    const view = viewOf(body);
-    const blocks: { ino: number; block: number }[] = [];
-    for (let o = 0; o < body.length; o += FS_BLOCK_ENTRY_SIZE) {
-      blocks.push({ ino: readSafeU64(view, o, "inode"), block: readSafeU64(view, o + 8, "block") });
-    }
-    return { kind: "fs-dirty-block-list", blocks };
-  },
-};
+  readEntry: (view, _body, o) => ({
+    ino: readSafeU64(view, o, "inode"),
+    block: readSafeU64(view, o + 8, "block"),
+  }),
+});
 
 export const migrationReceived = emptyCodec(
   "libxl",

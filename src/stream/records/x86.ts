@@ -6,6 +6,7 @@
 import {
   type BodyCodec,
   blobCodec,
+  entryListCodec,
   fail,
   requireLength,
   requireMinLength,
@@ -192,35 +193,31 @@ export interface X86CpuidPolicy {
   readonly leaves: readonly CpuidLeaf[];
 }
 
-export const x86CpuidPolicy: BodyCodec<X86CpuidPolicy> = {
+export const x86CpuidPolicy: BodyCodec<X86CpuidPolicy> = entryListCodec({
   layer: "libxc",
   type: LIBXC.X86_CPUID_POLICY,
   name: "X86_CPUID_POLICY",
-  minLength: X86_CPUID_ENTRY_SIZE,
-  maxLength: REC_LENGTH_MAX,
-  size: (v) => X86_CPUID_ENTRY_SIZE * v.leaves.length,
-  encode(v, view, offset) {
-    let o = offset;
-    for (const l of v.leaves) {
-      for (const x of [l.leaf, l.subleaf, l.a, l.b, l.c, l.d]) {
-        view.setUint32(o, x, true);
-        o += 4;
-      }
-    }
-    return o;
+  kind: "x86-cpuid-policy",
+  field: "leaves",
+  entrySize: X86_CPUID_ENTRY_SIZE,
+  minEntries: 1,
+  writeEntry(view, o, l: CpuidLeaf) {
+    view.setUint32(o, l.leaf, true);
+    view.setUint32(o + 4, l.subleaf, true);
+    view.setUint32(o + 8, l.a, true);
+    view.setUint32(o + 12, l.b, true);
+    view.setUint32(o + 16, l.c, true);
+    view.setUint32(o + 20, l.d, true);
   },
-  decode(body) {
-    requireMinLength(body, X86_CPUID_ENTRY_SIZE);
-    requireMultiple(body, X86_CPUID_ENTRY_SIZE);
-    const view = viewOf(body);
-    const leaves: CpuidLeaf[] = [];
-    for (let o = 0; o < body.length; o += X86_CPUID_ENTRY_SIZE) {
-      const u = (i: number) => view.getUint32(o + 4 * i, true);
-      leaves.push({ leaf: u(0), subleaf: u(1), a: u(2), b: u(3), c: u(4), d: u(5) });
-    }
-    return { kind: "x86-cpuid-policy", leaves };
-  },
-};
+  readEntry: (view, _body, o) => ({
+    leaf: view.getUint32(o, true),
+    subleaf: view.getUint32(o + 4, true),
+    a: view.getUint32(o + 8, true),
+    b: view.getUint32(o + 12, true),
+    c: view.getUint32(o + 16, true),
+    d: view.getUint32(o + 20, true),
+  }),
+});
 
 export interface MsrEntry {
   readonly index: number;
@@ -232,32 +229,21 @@ export interface X86MsrPolicy {
   readonly entries: readonly MsrEntry[];
 }
 
-export const x86MsrPolicy: BodyCodec<X86MsrPolicy> = {
+export const x86MsrPolicy: BodyCodec<X86MsrPolicy> = entryListCodec({
   layer: "libxc",
   type: LIBXC.X86_MSR_POLICY,
   name: "X86_MSR_POLICY",
-  minLength: X86_MSR_ENTRY_SIZE,
-  maxLength: REC_LENGTH_MAX,
-  size: (v) => X86_MSR_ENTRY_SIZE * v.entries.length,
-  encode(v, view, offset) {
-    let o = offset;
-    for (const e of v.entries) {
-      view.setUint32(o, e.index, true);
-      view.setUint32(o + 4, 0, true);
-      view.setBigUint64(o + 8, e.value, true);
-      o += X86_MSR_ENTRY_SIZE;
-    }
-    return o;
+  kind: "x86-msr-policy",
+  field: "entries",
+  entrySize: X86_MSR_ENTRY_SIZE,
+  minEntries: 1,
+  writeEntry(view, o, e: MsrEntry) {
+    view.setUint32(o, e.index, true);
+    view.setUint32(o + 4, 0, true);
+    view.setBigUint64(o + 8, e.value, true);
   },
-  decode(body) {
-    requireMinLength(body, X86_MSR_ENTRY_SIZE);
-    requireMultiple(body, X86_MSR_ENTRY_SIZE);
-    const view = viewOf(body);
-    const entries: MsrEntry[] = [];
-    for (let o = 0; o < body.length; o += X86_MSR_ENTRY_SIZE) {
-      requireZero(body, o + 4, o + 8, `msr[${o / X86_MSR_ENTRY_SIZE}].flags`);
-      entries.push({ index: view.getUint32(o, true), value: view.getBigUint64(o + 8, true) });
-    }
-    return { kind: "x86-msr-policy", entries };
+  readEntry(view, body, o, i) {
+    requireZero(body, o + 4, o + 8, `msr[${i}].flags`);
+    return { index: view.getUint32(o, true), value: view.getBigUint64(o + 8, true) };
   },
-};
+});
