@@ -10,12 +10,11 @@ import {
   LIBXC,
   PAGE_DATA_HEADER_SIZE,
   PAGE_SIZE,
-  PFN_MAX,
   REC_LENGTH_MAX,
   RECORD_ALIGN,
   RECORD_HEADER_SIZE,
 } from "./format.ts";
-import { pageTypeHasData, pageTypeInvalid } from "./records/page-data.ts";
+import { putPfnEntry } from "./records/page-data.ts";
 
 const ZERO_PAD = new Uint8Array(RECORD_ALIGN);
 
@@ -82,16 +81,7 @@ export function encodePageData(entries: readonly PageEntry[], pages: readonly Ui
   let withData = 0;
   for (let i = 0; i < count; i++) {
     const { pfn, type = 0 } = entries[i]!;
-    if (
-      !(pfn >= 0 && pfn <= PFN_MAX && Number.isInteger(pfn)) ||
-      !(type >= 0 && type <= 0xf) ||
-      pageTypeInvalid(type)
-    ) {
-      fail("invalid-argument", `entry ${i}: pfn ${pfn} type ${type} cannot be encoded`, { index: i });
-    }
-    if (pageTypeHasData(type)) withData++;
-    view.setUint32(o, pfn % 0x1_0000_0000, true);
-    view.setUint32(o + 4, ((type << 28) | Math.floor(pfn / 0x1_0000_0000)) >>> 0, true);
+    if (putPfnEntry(view, o, i, pfn, type)) withData++;
     o += 8;
   }
   if (withData !== pages.length) {

@@ -12,6 +12,7 @@ import {
   requireMultiple,
   requireZero,
   viewOf,
+  writeSafeU64,
 } from "../codec.ts";
 import {
   HVM_PARAMS_ENTRY_SIZE,
@@ -99,9 +100,8 @@ export const checkpointDirtyPfnList: BodyCodec<DirtyPfnList> = {
   encode(v, view, offset) {
     let o = offset;
     for (const pfn of v.pfns) {
-      view.setUint32(o, pfn % 0x1_0000_0000, true);
-      view.setUint32(o + 4, Math.floor(pfn / 0x1_0000_0000), true);
-      o += 8;
+      writeSafeU64(view, o, pfn);
+      o += PFN_LIST_ENTRY_SIZE;
     }
     return o;
   },

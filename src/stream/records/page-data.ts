@@ -27,6 +27,30 @@ export function pageTypeInvalid(type: number): boolean {
   return type >= PAGE_TYPE_INVALID_FIRST && type <= PAGE_TYPE_INVALID_LAST;
 }
 
+/**
+ * Validates and writes pfn entry `index` (pfn ≤ PFN_MAX, type nibble 0x0–0xF and not invalid) at
+ * `offset`; returns whether its type carries a data page. The one writer of pfn entries, used by
+ * the PAGE_DATA codec and `encodePageData`.
+ */
+export function putPfnEntry(
+  view: DataView,
+  offset: number,
+  index: number,
+  pfn: number,
+  type: number,
+): boolean {
+  if (
+    !(pfn >= 0 && pfn <= PFN_MAX && Number.isInteger(pfn)) ||
+    !(type >= 0 && type <= 0xf) ||
+    pageTypeInvalid(type)
+  ) {
+    fail("invalid-argument", `entry ${index}: pfn ${pfn} type ${type} cannot be encoded`, { index });
+  }
+  view.setUint32(offset, pfn % 0x1_0000_0000, true);
+  view.setUint32(offset + 4, ((type << 28) | Math.floor(pfn / 0x1_0000_0000)) >>> 0, true);
+  return pageTypeHasData(type);
+}
+
 /** The validated pfn entry array of a PAGE_DATA record. */
 export interface PageEntries {
   /** Number of pfn entries (≥ 1). */
@@ -117,14 +141,7 @@ export const pageData: BodyCodec<PageData> = {
     let o = offset + PAGE_DATA_HEADER_SIZE;
     let withData = 0;
     for (let i = 0; i < v.count; i++) {
-      const pfn = v.pfns[i]!;
-      const type = v.types[i]!;
-      if (!Number.isInteger(pfn) || pfn < 0 || pfn > PFN_MAX || type > 0xf || pageTypeInvalid(type)) {
-        fail("invalid-argument", `entry ${i}: pfn ${pfn} type ${type} cannot be encoded`, { index: i });
-      }
-      if (pageTypeHasData(type)) withData++;
-      view.setUint32(o, pfn % 0x1_0000_0000, true);
-      view.setUint32(o + 4, ((type << 28) | Math.floor(pfn / 0x1_0000_0000)) >>> 0, true);
+      if (putPfnEntry(view, o, i, v.pfns[i]!, v.types[i]!)) withData++;
       o += 8;
     }
     if (withData !== v.pageCount || v.pages.length !== withData * PAGE_SIZE) {
