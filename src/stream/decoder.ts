@@ -425,15 +425,22 @@ export class StreamDecoder<S extends boolean = false> {
     }
   }
 
-  private headerError(e: unknown): never {
-    if (e instanceof StreamError) {
-      throw new StreamError(e.code, e.reason, {
-        offset: this.itemOffset,
-        details: e.details,
-        cause: e.cause,
-      });
+  /** A whole header of `size` bytes, decoded; its StreamError placed at the header's offset. */
+  private header<T>(size: number, decode: (bytes: Uint8Array) => T): T | undefined {
+    const b = this.take(size);
+    if (b === undefined) return undefined;
+    try {
+      return decode(b);
+    } catch (e) {
+      if (e instanceof StreamError) {
+        throw new StreamError(e.code, e.reason, {
+          offset: this.itemOffset,
+          details: e.details,
+          cause: e.cause,
+        });
+      }
+      throw e;
     }
-    throw e;
   }
 
   private step(): StreamedItem | undefined {
@@ -456,13 +463,9 @@ export class StreamDecoder<S extends boolean = false> {
           continue;
         }
         case "xl-fixed": {
-          const b = this.take(XL_HEADER_SIZE);
-          if (b === undefined) return undefined;
-          try {
-            this.xlFixed = xlHeader.decodeFixed(b);
-          } catch (e) {
-            this.headerError(e);
-          }
+          const fixed = this.header(XL_HEADER_SIZE, xlHeader.decodeFixed);
+          if (fixed === undefined) return undefined;
+          this.xlFixed = fixed;
           this.phase = "xl-optional";
           if (this.xlFixed.optionalDataLength === 0) return this.emitXl(EMPTY);
           this.carry = null;
@@ -475,39 +478,21 @@ export class StreamDecoder<S extends boolean = false> {
           return this.emitXl(b);
         }
         case "libxl-header": {
-          const b = this.take(LIBXL_HDR_SIZE);
-          if (b === undefined) return undefined;
-          let value: LibxlHeader;
-          try {
-            value = libxlHeader.decode(b);
-          } catch (e) {
-            this.headerError(e);
-          }
+          const value = this.header(LIBXL_HDR_SIZE, libxlHeader.decode);
+          if (value === undefined) return undefined;
           this.phase = "libxl-records";
           return { kind: "header", header: "libxl", offset: this.itemOffset, size: LIBXL_HDR_SIZE, value };
         }
         case "libxc-image": {
-          const b = this.take(IHDR_SIZE);
-          if (b === undefined) return undefined;
-          let value: ImageHeader;
-          try {
-            value = imageHeader.decode(b);
-          } catch (e) {
-            this.headerError(e);
-          }
+          const value = this.header(IHDR_SIZE, imageHeader.decode);
+          if (value === undefined) return undefined;
           this.phase = "libxc-domain";
           this.libxcStarted = true;
           return { kind: "header", header: "libxc-image", offset: this.itemOffset, size: IHDR_SIZE, value };
         }
         case "libxc-domain": {
-          const b = this.take(DHDR_SIZE);
-          if (b === undefined) return undefined;
-          let value: DomainHeader;
-          try {
-            value = domainHeader.decode(b);
-          } catch (e) {
-            this.headerError(e);
-          }
+          const value = this.header(DHDR_SIZE, domainHeader.decode);
+          if (value === undefined) return undefined;
           this.stateFollows ??= value.type !== DHDR_TYPE_X86_PV;
           this.phase = "libxc-records";
           return { kind: "header", header: "libxc-domain", offset: this.itemOffset, size: DHDR_SIZE, value };
