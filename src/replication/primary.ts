@@ -24,9 +24,11 @@
  * checkpointDone(n) (the proxy records what n covers), resume at once; SVM_READY(n) [+ DIGEST]
  * arrive later and release the output n covers (proxy releaseUpTo).
  *
- * Seeding and clients: client input is held (the proxy's pause) from the start of the seed to
- * its acknowledgement; clients may connect and are never refused. Every connection the PVM holds
- * at the seed is in the seed's host state, so all of them are mirrored from the seed's offsets on.
+ * Seeding and clients: the PVM serves unprotected (outputs released at once) through the seed's
+ * pre-copy; client input is held (the proxy's pause) only from right before the seed's final
+ * suspend to its acknowledgement; clients may connect and are never refused. Every connection the
+ * PVM holds at that suspend is in the seed's host state, with every input fed before it, so all of
+ * them are mirrored from the seed's offsets on.
  *
  * Losing the secondary (heartbeat lost, its goodbye, a protocol error on any connection, a
  * checkpoint that gets no answer within `answerTimeoutMs`): the proxy goes unprotected (held
@@ -329,13 +331,31 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     const t0 = performance.now();
     const back = new CountingSource(links.replication.back);
     this.#back = back;
-    this.proxy.pauseForCheckpoint();
+    // The PVM serves unprotected (outputs released at once) through the seed's pre-copy; client
+    // input pauses only for its final stop-and-copy (from right before the last suspend to
+    // SVM_READY), so every input fed before the pause is in the seed's host state and every later
+    // one is mirrored from the seed's offsets (checkpointDone below).
+    this.#log(
+      "info",
+      `seeding ${links.peer}: not protected yet (outputs released at once) until the seed is acknowledged`,
+    );
+    let pausedAt: number | undefined;
+    let inputPausedMs = 0;
     let stream: CheckpointedStream;
     try {
       stream = await openCheckpointedStream(
         this.domain,
         { sink: links.replication.sink, back },
-        { seq: seedSeq, resume: false, ...(this.#live === undefined ? {} : { live: this.#live }) },
+        {
+          seq: seedSeq,
+          resume: false,
+          beforeSuspend: () => {
+            this.#checkAlive();
+            this.proxy.pauseForCheckpoint();
+            pausedAt = performance.now();
+          },
+          ...(this.#live === undefined ? {} : { live: this.#live }),
+        },
       );
       this.#stream = stream;
       this.#checkAlive();
@@ -354,6 +374,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       this.domain.harvestDirty(); // nothing since the seed's last harvest, but be exact
       this.#seq = seedSeq;
       this.proxy.checkpointDone(Number(seedSeq));
+      inputPausedMs = pausedAt === undefined ? 0 : performance.now() - pausedAt;
       await this.domain.resume();
       const pauseMs = performance.now() - t0;
       if (this.settings.mode === "colo") await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seedSeq);
@@ -383,7 +404,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#setState("protected");
     this.#log(
       "info",
-      `protected: secondary ${links.peer} seeded (${stream.seed.memoryPages} pages, ${stream.seed.bytes} bytes, ${stream.seed.downtimeMs.toFixed(1)} ms pause)`,
+      `protected: secondary ${links.peer} seeded (${stream.seed.memoryPages} pages, ${stream.seed.bytes} bytes, ${stream.seed.downtimeMs.toFixed(1)} ms pause, client input paused ${inputPausedMs.toFixed(1)} ms)`,
     );
     this.#loop = this.#run();
     if (this.settings.mode === "remus") void this.#remusAcks();

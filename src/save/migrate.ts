@@ -416,6 +416,13 @@ export interface CheckpointedOptions {
    * 120,000). Without it the seed fails ("no-ready") and the source keeps running.
    */
   readonly readyTimeoutMs?: number;
+  /**
+   * Called once, synchronously, right before the final suspend (after pre-copy and the target's
+   * readiness): the last moment the guest runs before the seed's state is taken. The primary
+   * pauses client input here, so every input fed before it is in the seed and every later one is
+   * mirrored after it.
+   */
+  readonly beforeSuspend?: () => void;
 }
 
 export interface CheckpointSendReport {
@@ -585,6 +592,7 @@ export async function openCheckpointedStream(
       checkpointed: true,
       seq,
       onProgress: opts.onProgress,
+      beforeSuspend: opts.beforeSuspend,
       readiness: {
         ready: () => back.targetReady,
         wait: () => back.waitReady(opts.readyTimeoutMs ?? 120_000),

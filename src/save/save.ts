@@ -360,6 +360,8 @@ export async function sendFirstCheckpoint(
     seq: bigint;
     onProgress?: ProgressListener | undefined;
     readiness?: TargetReadiness | undefined;
+    /** Called synchronously right before the final suspend (see CheckpointedOptions). */
+    beforeSuspend?: (() => void) | undefined;
   },
 ): Promise<PrecopyResult> {
   const { domain } = saver;
@@ -441,6 +443,7 @@ export async function sendFirstCheckpoint(
   }
 
   // Stop and copy.
+  opts.beforeSuspend?.();
   const suspendedAt = performance.now();
   if (domain.state === "running") {
     try {

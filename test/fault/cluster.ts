@@ -111,3 +111,49 @@ export function percentile(xs: readonly number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
+
+/**
+ * Run one `colo …` command without blocking this process's event loop (spawnSync would freeze
+ * the in-process workload for the command's whole life, its start-up included, and the clients'
+ * measured gap with it). Bounded by `timeoutMs` (the child is killed).
+ */
+export function coloRun(
+  env: NodeJS.ProcessEnv,
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [COLO, ...args], { env: { ...process.env, ...env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (s: string) => {
+      stdout += s;
+    });
+    child.stderr.setEncoding("utf8").on("data", (s: string) => {
+      stderr += s;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+/** Longest pause between consecutive acknowledged writes completed within [from, to] (ms). */
+export function longestAckGap(
+  writes: readonly { outcome: string; completedAt: number }[],
+  from = Number.NEGATIVE_INFINITY,
+  to = Number.POSITIVE_INFINITY,
+): number {
+  const acked = writes
+    .filter((w) => w.outcome === "ok")
+    .map((w) => w.completedAt)
+    .sort((a, b) => a - b);
+  let gap = 0;
+  for (let i = 1; i < acked.length; i++) {
+    if (acked[i]! < from || acked[i - 1]! > to) continue;
+    gap = Math.max(gap, acked[i]! - acked[i - 1]!);
+  }
+  return gap;
+}

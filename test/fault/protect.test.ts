@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { SUBCOMMANDS } from "../../src/cli/main.ts";
-import { COLO, ColoProc } from "./cluster.ts";
+import { COLO, ColoProc, coloRun, longestAckGap } from "./cluster.ts";
 import { addVerdict, checkHistory, formatTally, newTally } from "./history.ts";
 import { freePort, startPair, UNPROTECTED_RE } from "./scenarios.ts";
 import { readAll, Workload } from "./workload.ts";
@@ -81,7 +81,10 @@ test("colo protect: a new secondary joins the unprotected primary under load; 0 
     );
     await second.waitFor(/listening on/);
     const checkpointsBefore = lost.totals.checkpoints;
-    const r = colo(pair.env, "protect", pair.name, "--secondary", `127.0.0.1:${rPort}`, "--json");
+    // Asynchronously, so that the workload keeps running (and measuring) through the seed.
+    const from = wl.now();
+    const r = await coloRun(pair.env, ["protect", pair.name, "--secondary", `127.0.0.1:${rPort}`, "--json"]);
+    const to = wl.now();
     assert.equal(r.status, 0, `${r.stderr}\n${pair.primary.err}`);
     assert.equal(JSON.parse(r.stdout).protected, true);
     assert.equal(await wl.progress(30, 15_000), true, "serves while and after being protected again");
@@ -99,6 +102,10 @@ test("colo protect: a new secondary joins the unprotected primary under load; 0 
     assert.equal(await metric(metricsUrl, "colo_protected"), 1);
     assert.match(second.err, /seeded by/);
     await wl.stop();
+    // The stall clients saw while `colo protect` ran (the seed): the longest pause between
+    // acknowledged writes in that window, beside the longest one before it (the workload's own).
+    const stall = longestAckGap(wl.writes, from, to);
+    const usual = longestAckGap(wl.writes, 0, from - 100);
 
     const reads = await readAll(
       pair.primaryService,
@@ -107,7 +114,7 @@ test("colo protect: a new secondary joins the unprotected primary under load; 0 
     const verdict = checkHistory(wl.writes, reads);
     addVerdict(tally, verdict);
     console.log(
-      `${formatTally("kill -9 secondary, colo protect", tally)}; checkpoints verified ${after.totals.verified}/${after.totals.checkpoints}`,
+      `${formatTally("kill -9 secondary, colo protect", tally)}; checkpoints verified ${after.totals.verified}/${after.totals.checkpoints}; protect stall (longest ack gap while colo protect ran) ${stall.toFixed(1)} ms, before it ${usual.toFixed(1)} ms; colo protect took ${(to - from).toFixed(0)} ms`,
     );
     assert.deepEqual(verdict.violations, []);
   } finally {

@@ -5,10 +5,9 @@
 // reply from the new one) beside the one the switchover reports (input paused → new primary
 // serving).
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { SUBCOMMANDS } from "../../src/cli/main.ts";
-import { COLO } from "./cluster.ts";
+import { coloRun, longestAckGap } from "./cluster.ts";
 import { addVerdict, checkHistory, formatTally, newTally } from "./history.ts";
 import { freePort, startPair } from "./scenarios.ts";
 import { readAll, Workload } from "./workload.ts";
@@ -35,11 +34,7 @@ test("colo switchover: roles swap under load, clients move to the new address, 0
       tag: "sw",
     }).start();
     assert.equal(await wl.progress(50, 15_000), true);
-    const r = spawnSync(process.execPath, [COLO, "switchover", pair.name, "--json"], {
-      env: { ...process.env, ...pair.env },
-      encoding: "utf8",
-      timeout: 60_000,
-    });
+    const r = await coloRun(pair.env, ["switchover", pair.name, "--json"]);
     assert.equal(r.status, 0, `${r.stderr}\n${pair.primary.err}\n${pair.secondary.err}`);
     const report = JSON.parse(r.stdout) as { gapMs: number; finalSeq: number; newPrimaryService: string };
     assert.equal(report.newPrimaryService, `${pair.secondaryService.host}:${pair.secondaryService.port}`);
@@ -48,11 +43,7 @@ test("colo switchover: roles swap under load, clients move to the new address, 0
     await pair.secondary.waitFor(/protected again by/, 30_000);
     await pair.primary.waitFor(/seeded by/, 30_000);
     assert.equal(await wl.progress(50, 15_000), true, "clients write to the new primary");
-    const st = spawnSync(process.execPath, [COLO, "status", `${pair.name}-s`, "--json"], {
-      env: { ...process.env, ...pair.env },
-      encoding: "utf8",
-      timeout: 30_000,
-    });
+    const st = await coloRun(pair.env, ["status", `${pair.name}-s`, "--json"]);
     const status = JSON.parse(st.stdout) as {
       role: string;
       protection: string;
@@ -64,10 +55,7 @@ test("colo switchover: roles swap under load, clients move to the new address, 0
     await wl.stop();
 
     // The gap clients saw: the longest pause between acknowledged writes around the switchover.
-    const acked = wl.writes.filter((w) => w.outcome === "ok").map((w) => w.completedAt);
-    acked.sort((a, b) => a - b);
-    let gap = 0;
-    for (let i = 1; i < acked.length; i++) gap = Math.max(gap, acked[i]! - acked[i - 1]!);
+    const gap = longestAckGap(wl.writes);
 
     const reads = await readAll(
       pair.secondaryService,

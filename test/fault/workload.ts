@@ -78,6 +78,11 @@ export class Workload {
     return this.#done ?? Promise.resolve();
   }
 
+  /** The clock of `invokedAt` / `completedAt` (ms since the workload was made). */
+  now(): number {
+    return this.#now();
+  }
+
   #now(): number {
     return performance.now() - this.#t0;
   }
