@@ -10,7 +10,10 @@
  * - Guest output on a connection is written to its socket; the guest's `shutdown` ends the
  *   socket's sending side; its `close` ends the socket once written and destroys it.
  * - Backpressure (port contract): when the host's queue for a connection exceeds
- *   `highWaterBytes`, the socket is paused; the host's `drained` event resumes it. Guest output
+ *   `highWaterBytes`, the socket is paused; the host's `drained` event resumes it. That event is
+ *   only promised to a plug whose bound is at least the host's DRAIN_MIN_PEAK (16 KiB), and only
+ *   because the port's figure never counts bytes the guest read before the last `drained` (the
+ *   3 MiB stdin hang was a WasmDomain estimate that did, see test/run/stdin.test.ts). Guest output
  *   toward a slow client is buffered by the socket without bound: the port has no way to block
  *   the guest's sends (a known gap, see the report of issue 3).
  * - Output on stdout/stderr goes to the `stdout`/`stderr` sinks given.
@@ -43,7 +46,11 @@ export function formatServiceAddress(a: ServiceAddress): string {
 }
 
 export interface ServicePlugOptions {
-  /** Pause a client socket while the host holds more than this many of its bytes unread (default 1 MiB). */
+  /**
+   * Pause a client socket (or stdin) while the host holds more than this many of its bytes unread
+   * (default 1 MiB). Against a real host it must be at least DRAIN_MIN_PEAK (16 KiB), or a paused
+   * input may never hear "drained"; smaller values are for tests against a scripted port.
+   */
   readonly highWaterBytes?: number;
   /** Where guest stdout/stderr bytes go (default: this process's stdout/stderr). */
   readonly stdout?: (bytes: Uint8Array) => void;

@@ -35,6 +35,9 @@ export class ColoRun {
   constructor(args: readonly string[]) {
     // process.execPath is the pinned Node 24 running this test.
     this.child = spawn(process.execPath, [COLO, "run", ...args], { cwd: ROOT, stdio: "pipe" });
+    // A run that ends (or is killed) before taking all its stdin is reported by the test's own
+    // assertions; the writer's EPIPE must not crash the test process.
+    this.child.stdin.on("error", () => {});
     this.child.stdout.setEncoding("utf8");
     this.child.stderr.setEncoding("utf8");
     this.child.stdout.on("data", (s: string) => {
@@ -75,6 +78,29 @@ export class ColoRun {
           resolve();
         });
       });
+    }
+  }
+
+  /**
+   * The run's end, or, if it has not ended after `ms`, a failure saying so (what was awaited, how
+   * much output came, stderr), so a hang fails the test instead of holding the suite. The caller's
+   * stop() then kills it.
+   */
+  async ended(what: string, ms = 120_000): Promise<Finished> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          new Error(
+            `colo run did not end within ${ms} ms (${what}); ${this.stdout.length} chars on stdout so far; stderr:\n${this.stderr}`,
+          ),
+        );
+      }, ms);
+    });
+    try {
+      return await Promise.race([this.finished, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

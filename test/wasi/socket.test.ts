@@ -179,6 +179,24 @@ test("drained is emitted when a large queue empties", () => {
   assert.equal(h.env.out.length, 1);
 });
 
+test("drained counts bytes delivered since the last one, not the queue's size: small chunks read as they land add up", () => {
+  // A plug whose estimate also counts bytes in flight may stop feeding when the host's queue has
+  // never been large (the guest read each small chunk as it arrived); it must still hear drained.
+  const h = accepted();
+  const chunk = 1000;
+  const n = Math.ceil(DRAIN_MIN_PEAK / chunk);
+  h.env.iovs(0, [[1000, chunk]]);
+  for (let i = 0; i < n; i++) {
+    assert.equal(
+      h.host.deliver({ kind: "data", conn: 1, offset: i * chunk, bytes: new Uint8Array(chunk) }),
+      chunk,
+    );
+    assert.equal(h.call("sock_recv", h.fd, 0, 1, 0, 16, 20), E.SUCCESS);
+    assert.equal(h.env.u32(16), chunk);
+    assert.deepEqual(h.env.out, i < n - 1 ? [] : [{ kind: "drained", conn: 1 }], `after chunk ${i}`);
+  }
+});
+
 test("poll_oneoff: fd readiness, clock timeouts (relative and absolute), bad subscriptions", () => {
   const h = accepted();
   const sub = (i: number, userdata: bigint, tag: number, a: number, timeout = 0n, flags = 0) => {

@@ -18,9 +18,14 @@
  * - Input chunks are units: one read returns bytes of at most one chunk.
  *
  * Backpressure: deliver() returns the unread bytes queued for the connection (or stdin). A read
- * that leaves a queue empty emits "drained" ("stdin-drained") if the queue held at least
- * DRAIN_MIN_PEAK bytes since the previous one; so a plug whose bound is at least DRAIN_MIN_PEAK
- * always hears it after it stops feeding.
+ * that leaves a queue empty emits "drained" ("stdin-drained") if at least DRAIN_MIN_PEAK bytes
+ * were delivered to the queue since the previous one (InputQueue.peak counts them). So a plug
+ * whose bound is at least DRAIN_MIN_PEAK always hears it after it stops feeding, even when its
+ * idea of the queue is only an estimate that counts bytes still in flight to the host (a
+ * worker's port): every byte it counted since the last "drained" it saw is delivered after that
+ * one, so once they are read the count is reached. A rule on the queue's peak instead would miss
+ * bytes the guest read one small chunk at a time as they arrived (the lost wake-up behind the
+ * stdin hang of `colo run`, see test/run/stdin.test.ts).
  */
 import type { FsBlockSelection } from "../domain.ts";
 import type { ConnId, PortInput, PortOutput, StdinInput } from "../port.ts";
@@ -362,7 +367,7 @@ class Host implements WasiHost {
    * Read an input queue into iovecs: bytes of at most one chunk; 0 at EOF (or when `get` returns
    * undefined: shut for reading); blocks unless the fd is non-blocking. `get` is called again
    * after each pump, as a delivery or a close may have changed things. `drained` is emitted when
-   * the read empties a queue that held DRAIN_MIN_PEAK bytes since the last one.
+   * the read empties a queue that got DRAIN_MIN_PEAK bytes delivered since the last one.
    */
   private queueRead(
     get: () => InputQueue | undefined,
@@ -1194,10 +1199,9 @@ export function queued(c: InputQueue): number {
 /** Append one delivered chunk (copied); returns the bytes now queued. */
 function enqueue(c: InputQueue, bytes: Uint8Array): number {
   c.inOffset += bytes.length;
+  c.peak += bytes.length;
   if (bytes.length > 0) c.chunks.push(bytes.slice());
-  const q = queued(c);
-  if (q > c.peak) c.peak = q;
-  return q;
+  return queued(c);
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -20,7 +20,10 @@ export interface InputQueue {
   headPos: number;
   /** The sender ended ("eof", "stdin-eof"): reads return 0 once chunks are empty. */
   eof: boolean;
-  /** Largest unread queue since the last "drained" (backpressure bookkeeping, see host.ts). */
+  /**
+   * Bytes delivered since the last "drained" (backpressure bookkeeping, see host.ts): at least the
+   * queue's peak since then, which it once was, hence the name (other layers build queues by it).
+   */
   peak: number;
 }
 

@@ -80,7 +80,8 @@ export class WasmDomain implements Domain, GuestPort {
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
   readonly #listeners = new Set<(e: PortOutput) => void>();
-  readonly #queued = new Map<number, number>();
+  /** Backpressure estimate per input queue (connection id, or STDIN_QUEUE): see input(). */
+  readonly #queued = new Map<number, QueueEstimate>();
   /** Waiters for the guest to stop running (suspended, exited or trapped). */
   #stopWaiters: (() => void)[] = [];
   #failure: Error | undefined;
@@ -236,12 +237,23 @@ export class WasmDomain implements Domain, GuestPort {
         }
         this.#ended({ kind: "trap", message: e.message }, "trapped");
         return;
-      case "output":
-        for (const l of this.#listeners) l(e.event);
+      case "output": {
+        // A drained queue was empty after every delivery reported so far: only what is still in
+        // flight counts now. Done before the listeners run, so a plug resuming on it sees that.
+        const ev = e.event;
+        const key = ev.kind === "drained" ? ev.conn : ev.kind === "stdin-drained" ? STDIN_QUEUE : undefined;
+        const est = key === undefined ? undefined : this.#queued.get(key);
+        if (est !== undefined) est.reported = 0;
+        for (const l of this.#listeners) l(ev);
         return;
-      case "queued":
-        this.#queued.set(e.conn, e.bytes);
+      }
+      case "queued": {
+        const est = this.#queued.get(e.conn);
+        if (est === undefined) return;
+        est.inFlight -= est.sent.shift() ?? 0;
+        est.reported = e.bytes;
         return;
+      }
     }
   }
 
@@ -465,6 +477,8 @@ export class WasmDomain implements Domain, GuestPort {
   async applyHostState(body: Uint8Array): Promise<void> {
     await this.#checkAsync("applyHostState", "suspended", "created", "exited", "trapped");
     await this.#request({ op: "applyHost", body: body.slice() });
+    // The host's queues are now the applied state's: reports from before say nothing about them.
+    for (const est of this.#queued.values()) est.reported = 0;
     this.#applied = true;
     this.#revived();
   }
@@ -534,19 +548,37 @@ export class WasmDomain implements Domain, GuestPort {
     // Copy the bytes: the caller's buffer is only borrowed for this call.
     this.#input.port1.postMessage("bytes" in event ? { ...event, bytes: event.bytes.slice() } : event);
     this.#signal();
-    // Bytes queued per connection: the worker's last report (after each delivery) plus what we
-    // sent since. Stdin's is kept under STDIN_QUEUE.
+    // Bytes queued per connection (stdin's under STDIN_QUEUE): the worker's report after the
+    // last delivery it made (0 once a "drained" for it came after that report), plus the bytes
+    // sent and not yet delivered. Never counting bytes the guest read before the host's last
+    // "drained" is what keeps the port's promise: a plug that stops feeding above its bound
+    // (≥ DRAIN_MIN_PEAK) hears "drained" once the guest has read what is queued.
     const key = "conn" in event ? event.conn : STDIN_QUEUE;
-    if (!("bytes" in event)) return this.#queued.get(key) ?? 0;
-    const q = (this.#queued.get(key) ?? 0) + event.bytes.length;
-    this.#queued.set(key, q);
-    return q;
+    let est = this.#queued.get(key);
+    if (!("bytes" in event)) return est === undefined ? 0 : est.reported + est.inFlight;
+    if (est === undefined) {
+      est = { reported: 0, sent: [], inFlight: 0 };
+      this.#queued.set(key, est);
+    }
+    est.sent.push(event.bytes.length);
+    est.inFlight += event.bytes.length;
+    return est.reported + est.inFlight;
   }
 
   onOutput(listener: (event: PortOutput) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
+}
+
+/** See WasmDomain.input(). */
+interface QueueEstimate {
+  /** Bytes queued in the host after the last delivery the worker reported; 0 after a "drained". */
+  reported: number;
+  /** Lengths of the chunks sent and not yet reported, oldest first (one "queued" report each). */
+  readonly sent: number[];
+  /** Their sum. */
+  inFlight: number;
 }
 
 /** `a` ∪ `b`, sorted by (ino, block) as the host's harvest is. */
