@@ -1,7 +1,7 @@
 /** `colo migrate NAME HOST:PORT`: live-migrate guest NAME to a `colo receive` on HOST:PORT. */
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { controlRequest } from "../save/control.ts";
+import { parseCommandArgs, stringFlag } from "./args.ts";
 import { failure, formatReport, progressPrinter, usageError } from "./control.ts";
 
 export const USAGE = `usage: colo migrate NAME HOST:PORT [--psk-file FILE] [--downtime-ms N] [--max-rounds N]
@@ -21,28 +21,21 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        "psk-file": { type: "string" },
-        "downtime-ms": { type: "string" },
-        "max-rounds": { type: "string" },
-        "insecure-no-tls": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    return usageError("colo migrate", (e as Error).message, USAGE);
-  }
-  if (values.help === true) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const [name, to, extra] = positionals;
+  const args = parseCommandArgs(
+    "colo migrate",
+    USAGE,
+    argv,
+    {
+      "psk-file": { type: "string" },
+      "downtime-ms": { type: "string" },
+      "max-rounds": { type: "string" },
+      "insecure-no-tls": { type: "boolean" },
+    },
+    true,
+  );
+  if (typeof args === "number") return args;
+  const { values } = args;
+  const [name, to, extra] = args.positionals;
   if (name === undefined || to === undefined || extra !== undefined || !/:\d+$/.test(to)) {
     return usageError("colo migrate", "expected NAME HOST:PORT", USAGE);
   }
@@ -50,6 +43,7 @@ export async function run(argv: string[]): Promise<number> {
     const v = values[k];
     return typeof v === "string" && /^\d+(\.\d+)?$/.test(v) ? Number(v) : undefined;
   };
+  const pskFile = stringFlag(values, "psk-file");
   const bar = progressPrinter();
   try {
     const report = (await controlRequest(
@@ -57,7 +51,7 @@ export async function run(argv: string[]): Promise<number> {
       "migrate",
       {
         to,
-        pskFile: typeof values["psk-file"] === "string" ? resolve(values["psk-file"]) : undefined,
+        pskFile: pskFile === undefined ? undefined : resolve(pskFile),
         insecure: values["insecure-no-tls"] === true,
         downtimeMs: num("downtime-ms"),
         maxRounds: num("max-rounds"),

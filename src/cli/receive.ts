@@ -1,18 +1,11 @@
 /** `colo receive --listen HOST:PORT [--service HOST:PORT] [--name NAME]`: accept one migration. */
-import { parseArgs } from "node:util";
 import type { Domain } from "../guest/domain.ts";
 import type { GuestPort } from "../guest/port.ts";
 import { channelSink, channelSource } from "../save/channel.ts";
 import { receiveMigration } from "../save/migrate.ts";
-import {
-  failure,
-  highestConnId,
-  serveRestored,
-  shiftedPort,
-  usageError,
-  wasmRestoreTarget,
-} from "./control.ts";
-import { formatServiceAddress, parseServiceAddress, ServicePlug } from "./service.ts";
+import { LISTENER_OPTIONS, listenerFlags, parseCommandArgs, stringFlag } from "./args.ts";
+import { failure, highestConnId, serveRestored, shiftedPort, wasmRestoreTarget } from "./control.ts";
+import { formatServiceAddress, ServicePlug } from "./service.ts";
 
 export const USAGE = `usage: colo receive --listen HOST:PORT [--service HOST:PORT] [--name NAME] [--psk-file FILE]
 
@@ -33,34 +26,15 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        listen: { type: "string" },
-        service: { type: "string" },
-        name: { type: "string" },
-        "psk-file": { type: "string" },
-        "listen-any": { type: "boolean" },
-        "insecure-no-tls": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    return usageError("colo receive", (e as Error).message, USAGE);
-  }
-  if (values.help === true) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const listenAt = typeof values.listen === "string" ? parseServiceAddress(values.listen) : undefined;
-  if (listenAt === undefined) return usageError("colo receive", "--listen HOST:PORT is required", USAGE);
-  const serviceText = typeof values.service === "string" ? values.service : "127.0.0.1:6379";
-  const service = parseServiceAddress(serviceText);
-  if (service === undefined)
-    return usageError("colo receive", `--service '${serviceText}' is not HOST:PORT`, USAGE);
-  const name = typeof values.name === "string" ? values.name : undefined;
+  const args = parseCommandArgs("colo receive", USAGE, argv, {
+    ...LISTENER_OPTIONS,
+    name: { type: "string" },
+  });
+  if (typeof args === "number") return args;
+  const flags = listenerFlags("colo receive", USAGE, args.values, "127.0.0.1:6379");
+  if (typeof flags === "number") return flags;
+  const { listenAt, service } = flags;
+  const name = stringFlag(args.values, "name");
 
   const { listen } = await import("../transport/connect.ts");
   const { securityFromOptions } = await import("../transport/security.ts");
@@ -77,11 +51,8 @@ export async function run(argv: string[]): Promise<number> {
       {
         host: listenAt.host,
         port: listenAt.port,
-        allowNonLoopback: values["listen-any"] === true,
-        security: securityFromOptions({
-          pskFile: typeof values["psk-file"] === "string" ? values["psk-file"] : undefined,
-          insecure: values["insecure-no-tls"] === true,
-        }),
+        allowNonLoopback: flags.allowNonLoopback,
+        security: securityFromOptions({ pskFile: flags.pskFile, insecure: flags.insecure }),
         role: "target",
         expect: { roles: ["source"], kinds: ["migration"] },
       },

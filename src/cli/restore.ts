@@ -1,8 +1,8 @@
 /** `colo restore FILE [--name NAME] [--service HOST:PORT]`: continue a saved guest. */
-import { parseArgs } from "node:util";
 import type { GuestPort } from "../guest/port.ts";
 import { fileSource } from "../save/files.ts";
 import { restoreFromSource } from "../save/restore.ts";
+import { parseCommandArgs, serviceFlag, stringFlag } from "./args.ts";
 import {
   failure,
   highestConnId,
@@ -11,7 +11,7 @@ import {
   usageError,
   wasmRestoreTarget,
 } from "./control.ts";
-import { formatServiceAddress, parseServiceAddress, ServicePlug } from "./service.ts";
+import { formatServiceAddress, ServicePlug } from "./service.ts";
 
 export const USAGE = `usage: colo restore FILE [--name NAME] [--service HOST:PORT]
 
@@ -27,30 +27,18 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: { name?: string; service?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        name: { type: "string" },
-        service: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    return usageError("colo restore", (e as Error).message, USAGE);
-  }
-  if (values.help === true) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const [file, extra] = positionals;
+  const args = parseCommandArgs(
+    "colo restore",
+    USAGE,
+    argv,
+    { name: { type: "string" }, service: { type: "string" } },
+    true,
+  );
+  if (typeof args === "number") return args;
+  const [file, extra] = args.positionals;
   if (file === undefined || extra !== undefined) return usageError("colo restore", "expected FILE", USAGE);
-  const service = parseServiceAddress(values.service ?? "127.0.0.1:6379");
-  if (service === undefined)
-    return usageError("colo restore", `--service '${values.service}' is not HOST:PORT`, USAGE);
+  const service = serviceFlag("colo restore", USAGE, args.values, "127.0.0.1:6379");
+  if (typeof service === "number") return service;
   let source: ReturnType<typeof fileSource>;
   try {
     source = fileSource(file);
@@ -89,5 +77,10 @@ export async function run(argv: string[]): Promise<number> {
     );
   }
   process.stderr.write(`colo restore: service on ${bound}\n`);
-  return serveRestored(domain, { name: values.name, plug, service: bound, prefix: "colo restore" });
+  return serveRestored(domain, {
+    name: stringFlag(args.values, "name"),
+    plug,
+    service: bound,
+    prefix: "colo restore",
+  });
 }

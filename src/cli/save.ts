@@ -1,7 +1,7 @@
 /** `colo save NAME FILE [--force]`: stop guest NAME and write its whole state to FILE. */
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { controlRequest } from "../save/control.ts";
+import { parseCommandArgs } from "./args.ts";
 import { failure, formatReport, progressPrinter, usageError } from "./control.ts";
 
 export const USAGE = `usage: colo save NAME FILE [--force]
@@ -17,22 +17,9 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: { force?: boolean; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { force: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-    }));
-  } catch (e) {
-    return usageError("colo save", (e as Error).message, USAGE);
-  }
-  if (values.help === true) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const [name, file, extra] = positionals;
+  const args = parseCommandArgs("colo save", USAGE, argv, { force: { type: "boolean" } }, true);
+  if (typeof args === "number") return args;
+  const [name, file, extra] = args.positionals;
   if (name === undefined || file === undefined || extra !== undefined) {
     return usageError("colo save", "expected NAME FILE", USAGE);
   }
@@ -41,7 +28,7 @@ export async function run(argv: string[]): Promise<number> {
     const report = (await controlRequest(
       name,
       "save",
-      { path: resolve(file), force: values.force === true },
+      { path: resolve(file), force: args.values.force === true },
       bar.update,
     )) as Record<string, unknown>;
     bar.done();
