@@ -31,7 +31,6 @@ import { type ReplicationSettings, STRATEGIES, settings } from "../replication/c
 import { describeError } from "../replication/errors.ts";
 import {
   FAILOVER_FLAGS,
-  FAILOVER_OPS,
   FAILOVER_USAGE,
   type FailoverConfig,
   failoverConfig,
@@ -41,6 +40,7 @@ import {
 } from "../replication/failover.ts";
 import type { PrimaryController } from "../replication/primary.ts";
 import { failure, usageError } from "./control.ts";
+import { becomeSecondary, EXIT_SWITCHED, primaryControlOps, watchPrimaryEnds } from "./primary-ops.ts";
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
 
 export const USAGE = `usage: colo primary GUEST.wasm --service HOST:PORT --secondary HOST:PORT [--mode colo|remus]
@@ -74,11 +74,8 @@ options:
 ${FAILOVER_USAGE}  -- ARGS…                the guest's arguments
 `;
 
-/** Internal: the run ended by a switchover (never an exit status: the secondary's is). */
-const EXIT_SWITCHED = -1;
-
 /** Exit status of a primary that lost its fencing hook (the secondary serves). */
-export const EXIT_FENCED_OUT = 4;
+export { EXIT_FENCED_OUT } from "./primary-ops.ts";
 
 function say(m: string): void {
   process.stderr.write(`colo primary: ${m}\n`);
@@ -239,14 +236,7 @@ export async function run(argv: string[]): Promise<number> {
     exitStatus ??= status;
     wake();
   };
-  controller.on("verify-failed", (e) => {
-    say(`VERIFY FAILED: ${e.message}`);
-    end(3);
-  });
-  controller.on("fenced-out", (e) => {
-    say(`FENCED OUT: stopped serving (${e.message})`);
-    end(EXIT_FENCED_OUT);
-  });
+  watchPrimaryEnds({ controller, say, end });
   const heartbeat = { intervalMs: failover.heartbeatMs, timeoutMs: failover.heartbeatTimeoutMs };
   process.once("SIGINT", () => end(130));
   process.once("SIGTERM", () => end(143));
@@ -272,39 +262,16 @@ export async function run(argv: string[]): Promise<number> {
           proxy: proxy.metrics(),
         }),
         checkpoints: async () => controller.records(),
-        [FAILOVER_OPS.switchover]: async () => {
-          if (listenBack === undefined)
-            throw new Error("switchover: colo primary was started without --listen");
-          const report = await controller.switchover(formatServiceAddress(listenBack));
-          say(
-            `switched over after checkpoint ${report.finalSeq}: new primary on ${report.newPrimaryService}; input paused → new primary serving ${report.gapMs.toFixed(1)} ms`,
-          );
-          // Reply first, then hand this process over to the secondary role.
-          setTimeout(() => end(EXIT_SWITCHED), 100);
-          return report;
-        },
-        [FAILOVER_OPS.protect]: async (args) => {
-          const a = args as { secondary?: unknown; pskFile?: unknown; insecure?: unknown };
-          const at = typeof a.secondary === "string" ? parseServiceAddress(a.secondary) : undefined;
-          if (at === undefined) throw new Error("protect: secondary HOST:PORT expected");
-          const sec =
-            a.pskFile === undefined && a.insecure !== true
-              ? security
-              : securityFromOptions({
-                  pskFile: typeof a.pskFile === "string" ? a.pskFile : undefined,
-                  insecure: a.insecure === true,
-                });
-          const links = await dialSecondary({
-            host: at.host,
-            port: at.port,
-            security: sec,
-            capabilities: capabilitiesOf(s),
-            heartbeat,
-          });
-          await controller.protect(links);
-          say(`protected again by ${formatServiceAddress(at)} from checkpoint ${controller.seq}`);
-          return { protected: true, secondary: formatServiceAddress(at), seq: Number(controller.seq) };
-        },
+        ...primaryControlOps({
+          controller,
+          settings: s,
+          security,
+          heartbeat,
+          listenBack,
+          command: "colo primary",
+          say,
+          end,
+        }),
       });
     } catch (e) {
       say(`no control socket for '${name}': ${describeError(e)}`);
@@ -378,44 +345,7 @@ export async function run(argv: string[]): Promise<number> {
   await proxy.close();
   await domain.destroy();
   if (exitStatus === EXIT_SWITCHED && listenBack !== undefined) {
-    return becomeSecondary(listenBack, bound, values, name);
+    return becomeSecondary(listenBack, bound, values, name, say);
   }
   return exitStatus ?? 0;
-}
-
-/**
- * After a switchover: be the new primary's secondary, as `colo secondary` in a child process
- * (same name, key, heartbeat and fencing flags); its exit status is ours.
- */
-async function becomeSecondary(
-  listen: { host: string; port: number },
-  service: string,
-  values: Record<string, string | boolean | undefined>,
-  name: string | undefined,
-): Promise<number> {
-  const { spawn } = await import("node:child_process");
-  const args = ["secondary", "--listen", formatServiceAddress(listen), "--service", service];
-  if (listen.host !== "127.0.0.1" && listen.host !== "::1" && listen.host !== "localhost")
-    args.push("--listen-any");
-  for (const k of [
-    "psk-file",
-    "heartbeat-ms",
-    "heartbeat-timeout-ms",
-    "fence-cmd",
-    "fence-module",
-    "fence-timeout-ms",
-  ] as const) {
-    const v = values[k];
-    if (typeof v === "string") args.push(`--${k}`, v);
-  }
-  if (values["insecure-no-tls"] === true) args.push("--insecure-no-tls");
-  if (name !== undefined) args.push("--name", name);
-  say(`now the secondary: colo ${args.join(" ")}`);
-  const child = spawn(process.execPath, [process.argv[1]!, ...args], { stdio: "inherit" });
-  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-  process.on("SIGINT", forward("SIGINT"));
-  process.on("SIGTERM", forward("SIGTERM"));
-  return new Promise<number>((resolve) =>
-    child.on("close", (status, signal) => resolve(status ?? (signal === "SIGKILL" ? 137 : 143))),
-  );
 }

@@ -14,15 +14,23 @@
  * it takes over as above, then protects itself by seeding the old primary, which now waits as a
  * secondary on its --listen address ("colo secondary: protected again by HOST:PORT").
  *
- * Exit status: after a takeover, the guest's; 1 listen failure; 2 usage; 130/143 on signals.
+ * After any takeover (a failover or a switchover) this side is a primary in full: `colo status`
+ * shows the primary's fields, the control socket offers `protect` and `switchover` (back: this
+ * side then runs `colo secondary` on its own --listen in place of itself), and it exits as a
+ * primary does on a --verify mismatch (3) or a lost fence (4).
+ *
+ * Exit status: after a takeover, the guest's (3 / 4 as above); 1 listen failure; 2 usage;
+ * 130/143 on signals.
  */
 import { parseArgs } from "node:util";
+import type { ReplicationSettings } from "../replication/config.ts";
 import { describeError } from "../replication/errors.ts";
-import type { Fence } from "../replication/fence.ts";
-import type { Log, PrimaryController } from "../replication/primary.ts";
+import { FAILOVER_OPS } from "../replication/failover.ts";
+import type { PrimaryController } from "../replication/primary.ts";
 import type { SecondaryController } from "../replication/secondary.ts";
 import type { Security } from "../transport/security.ts";
 import { failure, usageError, wasmRestoreTarget } from "./control.ts";
+import { becomeSecondary, EXIT_SWITCHED, primaryControlOps, watchPrimaryEnds } from "./primary-ops.ts";
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
 
 export const USAGE = `usage: colo secondary --listen HOST:PORT --service HOST:PORT [--psk-file F] [--name NAME]
@@ -137,8 +145,18 @@ export async function run(argv: string[]): Promise<number> {
   process.once("SIGTERM", () => end(143));
 
   let takenOver: { close(): Promise<void> } | undefined;
-  /** After a planned switchover: this side's controller as the primary. */
+  /** After a takeover: this side's controller as the primary, and its control operations. */
   let primary: PrimaryController | undefined;
+  let primaryOps: ReturnType<typeof primaryControlOps> | undefined;
+  const heartbeat = { intervalMs: failover.heartbeatMs, timeoutMs: hbTimeout };
+  const asPrimary =
+    (op: string) =>
+    (args: unknown): Promise<unknown> => {
+      const handler = primaryOps?.[op];
+      if (handler === undefined)
+        throw new Error(`${op}: this side is a secondary (${controller.state}), not a primary`);
+      return handler(args);
+    };
   let listener: Awaited<ReturnType<typeof listenForPrimary>>;
   try {
     listener = await listenForPrimary(
@@ -164,21 +182,35 @@ export async function run(argv: string[]): Promise<number> {
           say(`took over; service on ${formatServiceAddress({ host: a.address, port: a.port })}`);
           await listener.close();
           const domain = outcome.domain as typeof outcome.domain & { whenStopped(): Promise<void> };
+          // From here on this side is a primary in full: status, `colo protect`, `colo switchover`
+          // (back: this side then waits on its --listen as the new secondary), and the exits of
+          // a primary (a lost fence: 4).
+          const { PrimaryController } = await import("../replication/primary.ts");
+          const { settings, settingsFromCapabilities } = await import("../replication/config.ts");
+          const s = settings(settingsFromCapabilities(links.capabilities));
+          const p = new PrimaryController({
+            domain,
+            proxy: outcome.proxy,
+            settings: s,
+            log,
+            fence: failover.fence,
+            name,
+          });
+          primary = p;
+          watchPrimaryEnds({ controller: p, say, end });
+          primaryOps = primaryControlOps({
+            controller: p,
+            settings: s,
+            security,
+            heartbeat,
+            listenBack: listenAt,
+            command: "colo secondary",
+            say,
+            end,
+          });
           if (outcome.switchover !== undefined) {
             const back = parseServiceAddress(outcome.switchover.listen);
-            if (back !== undefined) {
-              primary = await protectAfterSwitchover({
-                domain,
-                proxy: outcome.proxy,
-                capabilities: links.capabilities,
-                at: back,
-                security,
-                heartbeat: { intervalMs: failover.heartbeatMs, timeoutMs: hbTimeout },
-                fence: failover.fence,
-                name,
-                log,
-              });
-            }
+            if (back !== undefined) protectAfterSwitchover(p, s, { at: back, security, heartbeat });
           }
           // A checkpoint of the new primary suspends the domain for a moment: not an end.
           while (exitStatus === undefined && (domain.state === "running" || domain.state === "suspended")) {
@@ -231,6 +263,8 @@ export async function run(argv: string[]): Promise<number> {
                 ),
               },
         failover: async () => controller.failover(),
+        [FAILOVER_OPS.protect]: asPrimary(FAILOVER_OPS.protect),
+        [FAILOVER_OPS.switchover]: asPrimary(FAILOVER_OPS.switchover),
         checkpoints: async () => controller.records(),
       });
     } catch (e) {
@@ -260,6 +294,8 @@ export async function run(argv: string[]): Promise<number> {
   await primary?.stop().catch(() => {});
   await takenOver?.close();
   await controller.domain?.destroy().catch(() => {});
+  if (exitStatus === EXIT_SWITCHED)
+    return becomeSecondary(listenAt, formatServiceAddress(service), values, name, say);
   return exitStatus ?? 0;
 }
 
@@ -267,31 +303,19 @@ export async function run(argv: string[]): Promise<number> {
  * After a planned switchover: protect the guest this side now serves by seeding the old primary,
  * which waits as a secondary at `at` (it may still be starting: retried for 10 s).
  */
-async function protectAfterSwitchover(o: {
-  domain: import("../guest/domain.ts").Domain;
-  proxy: import("../proxy/primary.ts").PrimaryProxy;
-  capabilities: bigint;
-  at: { host: string; port: number };
-  security: Security;
-  heartbeat: { intervalMs: number; timeoutMs: number };
-  fence: Fence | undefined;
-  name: string | undefined;
-  log: Log;
-}): Promise<PrimaryController> {
-  const { PrimaryController } = await import("../replication/primary.ts");
-  const { settings, settingsFromCapabilities, capabilitiesOf } = await import("../replication/config.ts");
-  const { dialSecondary } = await import("../replication/links.ts");
-  const s = settings(settingsFromCapabilities(o.capabilities));
-  const controller = new PrimaryController({
-    domain: o.domain,
-    proxy: o.proxy,
-    settings: s,
-    log: o.log,
-    fence: o.fence,
-    name: o.name,
-  });
+function protectAfterSwitchover(
+  controller: PrimaryController,
+  s: ReplicationSettings,
+  o: {
+    at: { host: string; port: number };
+    security: Security;
+    heartbeat: { intervalMs: number; timeoutMs: number };
+  },
+): void {
   const where = formatServiceAddress(o.at);
   void (async () => {
+    const { capabilitiesOf } = await import("../replication/config.ts");
+    const { dialSecondary } = await import("../replication/links.ts");
     const deadline = Date.now() + 10_000;
     for (;;) {
       try {
@@ -314,5 +338,4 @@ async function protectAfterSwitchover(o: {
       }
     }
   })();
-  return controller;
 }

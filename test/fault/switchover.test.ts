@@ -52,13 +52,28 @@ test("colo switchover: roles swap under load, clients move to the new address, 0
     assert.equal(status.role, "primary");
     assert.equal(status.protection, "protected");
     assert.equal(status.totals.verifyFailures, 0);
+
+    // And back: the taken-over secondary is a primary in full, so `colo switchover` works on it
+    // too; the original primary's side (now a `colo secondary`) serves again, protected.
+    const back = await coloRun(pair.env, ["switchover", `${pair.name}-s`, "--json"]);
+    assert.equal(back.status, 0, `${back.stderr}\n${pair.primary.err}\n${pair.secondary.err}`);
+    const backReport = JSON.parse(back.stdout) as { newPrimaryService: string };
+    assert.equal(backReport.newPrimaryService, `${pair.primaryService.host}:${pair.primaryService.port}`);
+    tally.runs++;
+    await pair.primary.waitFor(/protected again by/, 30_000);
+    assert.equal(await wl.progress(50, 15_000), true, "clients write to the original primary again");
+    const st2 = await coloRun(pair.env, ["status", pair.name, "--json"]);
+    const status2 = JSON.parse(st2.stdout) as typeof status;
+    assert.equal(status2.role, "primary");
+    assert.equal(status2.protection, "protected");
+    assert.equal(status2.totals.verifyFailures, 0);
     await wl.stop();
 
     // The gap clients saw: the longest pause between acknowledged writes around the switchover.
     const gap = longestAckGap(wl.writes);
 
     const reads = await readAll(
-      pair.secondaryService,
+      pair.primaryService,
       wl.writes.map((w) => w.key),
     );
     const verdict = checkHistory(wl.writes, reads);
