@@ -15,6 +15,13 @@ export interface Message {
 
 /** The 8-byte frame header for a body of `length` bytes. */
 export function encodeFrameHeader(type: number, length: number): Uint8Array {
+  const h = new Uint8Array(FRAME_HEADER_SIZE);
+  writeFrameHeader(h, 0, type, length);
+  return h;
+}
+
+/** Write the 8-byte frame header for a body of `length` bytes into `target` at `at` (no allocation). */
+export function writeFrameHeader(target: Uint8Array, at: number, type: number, length: number): void {
   if (!Number.isInteger(type) || type <= 0 || type > 0xffff) {
     throw new TransportError("invalid-argument", `message type ${type} outside 1..0xffff`);
   }
@@ -24,11 +31,14 @@ export function encodeFrameHeader(type: number, length: number): Uint8Array {
       `message length ${length} outside 0..${ABSOLUTE_MAX_MESSAGE}`,
     );
   }
-  const h = new Uint8Array(FRAME_HEADER_SIZE);
-  const v = new DataView(h.buffer);
-  v.setUint32(0, length, true);
-  v.setUint16(4, type, true);
-  return h;
+  target[at] = length & 0xff;
+  target[at + 1] = (length >>> 8) & 0xff;
+  target[at + 2] = (length >>> 16) & 0xff;
+  target[at + 3] = length >>> 24;
+  target[at + 4] = type & 0xff;
+  target[at + 5] = type >>> 8;
+  target[at + 6] = 0;
+  target[at + 7] = 0;
 }
 
 /** Header plus body parts as a gather list (no concatenation). */
@@ -51,6 +61,7 @@ export class FrameDecoder {
   /** Stream offset of the frame being assembled. */
   #frameStart = 0;
   #header = new Uint8Array(FRAME_HEADER_SIZE);
+  #headerView = new DataView(this.#header.buffer);
   #headerHave = 0;
   #type = 0;
   #body: Uint8Array | undefined;
@@ -92,9 +103,13 @@ export class FrameDecoder {
       if (this.#body === undefined) {
         // Fast path: a whole header and body inside this chunk: hand out a view, no copy.
         if (this.#headerHave === 0 && n - i >= FRAME_HEADER_SIZE) {
-          const v = new DataView(chunk.buffer, chunk.byteOffset + i, FRAME_HEADER_SIZE);
-          const length = this.#check(v.getUint32(0, true), v.getUint16(4, true), v.getUint16(6, true));
-          const type = v.getUint16(4, true);
+          // Read the header byte by byte (no DataView per frame).
+          const type = chunk[i + 4]! | (chunk[i + 5]! << 8);
+          const length = this.#check(
+            (chunk[i]! | (chunk[i + 1]! << 8) | (chunk[i + 2]! << 16) | (chunk[i + 3]! << 24)) >>> 0,
+            type,
+            chunk[i + 6]! | (chunk[i + 7]! << 8),
+          );
           if (n - i - FRAME_HEADER_SIZE >= length) {
             const start = i + FRAME_HEADER_SIZE;
             out.push({ type, body: chunk.subarray(start, start + length) });
@@ -110,9 +125,9 @@ export class FrameDecoder {
         i += take;
         this.#offset += take;
         if (this.#headerHave < FRAME_HEADER_SIZE) break;
-        const v = new DataView(this.#header.buffer);
-        const length = this.#check(v.getUint32(0, true), v.getUint16(4, true), v.getUint16(6, true));
+        const v = this.#headerView;
         this.#type = v.getUint16(4, true);
+        const length = this.#check(v.getUint32(0, true), this.#type, v.getUint16(6, true));
         this.#body = new Uint8Array(length); // bounded by #check
         this.#bodyHave = 0;
       }
