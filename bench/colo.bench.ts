@@ -15,6 +15,9 @@
  *
  *   node bench/colo.bench.ts            (about two minutes)
  *   COLO_BENCH_LONG=1 node bench/colo.bench.ts   (5× the requests)
+ *   COLO_BENCH_ONLY=unprotected,back-channel COLO_BENCH_CLIENTS=50 COLO_BENCH_FORCED=no \
+ *   COLO_BENCH_N=20000 node bench/colo.bench.ts  (a subset: configs whose name contains one of
+ *   the words, the given client counts, forcing no/yes, n requests per redis-benchmark test)
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -43,7 +46,7 @@ interface Config {
   readonly remusEpoch?: number;
 }
 
-const CONFIGS: Config[] = [
+const ALL_CONFIGS: Config[] = [
   { name: "unprotected", args: undefined },
   { name: "COLO back-channel", args: ["--strategy", "back-channel"] },
   { name: "COLO cache", args: ["--strategy", "cache"] },
@@ -52,12 +55,22 @@ const CONFIGS: Config[] = [
   { name: "Remus 50 ms", args: ["--mode", "remus", "--epoch-ms", "50"], remusEpoch: 50 },
   { name: "Remus 100 ms", args: ["--mode", "remus", "--epoch-ms", "100"], remusEpoch: 100 },
 ];
+const ONLY = process.env.COLO_BENCH_ONLY?.split(",").filter((w) => w !== "");
+const CONFIGS = ALL_CONFIGS.filter((c) => ONLY === undefined || ONLY.some((w) => c.name.includes(w)));
+const CLIENTS = (process.env.COLO_BENCH_CLIENTS ?? "1,50").split(",").map(Number);
+const FORCED = (process.env.COLO_BENCH_FORCED ?? "no,yes").split(",").map((v) => v === "yes");
+/** Extra node flags for both ends, e.g. COLO_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const NODE_ARGS = (process.env.COLO_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
+const FIXED_N = process.env.COLO_BENCH_N === undefined ? undefined : Number(process.env.COLO_BENCH_N);
 
 class Proc {
   readonly child: ChildProcess;
   log = "";
   constructor(args: string[]) {
-    this.child = spawn(process.execPath, [COLO, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(process.execPath, [...NODE_ARGS, COLO, ...args], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     this.child.stdout!.on("data", (d: Buffer) => (this.log += d));
     this.child.stderr!.on("data", (d: Buffer) => (this.log += d));
   }
@@ -193,17 +206,18 @@ async function main(): Promise<void> {
       if (cfg.args !== undefined) await pri.line(/colo primary: (protected) \(/);
       else await pri.line(/(UNPROTECTED)/);
       const port = service.slice(service.lastIndexOf(":") + 1);
-      for (const clients of [1, 50]) {
-        for (const forced of [false, true]) {
+      for (const clients of CLIENTS) {
+        for (const forced of FORCED) {
           const n =
+            FIXED_N ??
             SCALE *
-            (cfg.remusEpoch !== undefined
-              ? clients === 1
-                ? Math.round(1500 / cfg.remusEpoch)
-                : 1000
-              : clients === 1
-                ? 1000
-                : 5000);
+              (cfg.remusEpoch !== undefined
+                ? clients === 1
+                  ? Math.round(1500 / cfg.remusEpoch)
+                  : 1000
+                : clients === 1
+                  ? 1000
+                  : 5000);
           const before =
             cfg.args === undefined
               ? []

@@ -109,6 +109,16 @@ export class ChunkQueue {
     while (i < n) {
       const chunk = this.#chunks[ci]!;
       const span = Math.min(chunk.byteLength - skip, n - i);
+      // Long spans: one native compare of the two views first; the byte loop finds the index.
+      if (
+        span >= 64 &&
+        Buffer.compare(chunk.subarray(skip, skip + span), bytes.subarray(i, i + span)) === 0
+      ) {
+        i += span;
+        ci++;
+        skip = 0;
+        continue;
+      }
       for (let k = 0; k < span; k++) {
         if (chunk[skip + k] !== bytes[i + k]) return i + k;
       }

@@ -70,6 +70,8 @@ function end<Out extends MirrorInput | MirrorOutput, In extends MirrorInput | Mi
   options: MirrorChannelOptions,
 ): MirrorEnd<Out, In> {
   const listeners = new Set<(m: In) => void>();
+  // Many small messages per event-loop turn (one per client chunk or SVM output): one write.
+  channel.batch();
   const fail = options.onError ?? ((e: ProxyError) => channel.destroy(e.cause as TransportError | undefined));
   channel.onMessage((raw) => {
     if (!isMirrorType(raw.type)) {

@@ -122,13 +122,15 @@ interface Conn {
   portBlocked: boolean;
   clientBlocked: boolean;
   reading: boolean;
-  timer: NodeJS.Timeout | undefined;
+  /** When (performance.now()) the PVM started waiting for the SVM on this stream; -1: not waiting. */
+  waitSince: number;
 }
 
 interface Stdio {
   readonly name: "stdout" | "stderr";
   readonly cmp: StreamCompare;
-  timer: NodeJS.Timeout | undefined;
+  /** When (performance.now()) the PVM started waiting for the SVM on this stream; -1: not waiting. */
+  waitSince: number;
 }
 
 type Target = Conn | Stdio;
@@ -185,6 +187,8 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
   #unacked: { seq: number; marks: Map<Target, StreamMark> }[] = [];
   #ended: { pvm: GuestEnd | undefined; svm: GuestEnd | undefined } = { pvm: undefined, svm: undefined };
   #endTimer: NodeJS.Timeout | undefined;
+  /** The SVM-silence sweep (see #armTimer). */
+  #sweepTimer: NodeJS.Timeout | undefined;
   #endReported = false;
   readonly #unsubscribe: (() => void)[] = [];
   #linkUnsubscribe: (() => void)[] = [];
@@ -203,7 +207,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
   ) as Record<DivergenceKind, number>;
   #checkpointsNeeded = 0;
   #inputPauses = 0;
-  #compareNs = 0;
+  #compareMs = 0;
 
   constructor(options: PrimaryProxyOptions) {
     super();
@@ -235,12 +239,12 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     this.#stdout = {
       name: "stdout",
       cmp: new StreamCompare(cm, options.stdioOffsets?.stdout ?? 0),
-      timer: undefined,
+      waitSince: -1,
     };
     this.#stderr = {
       name: "stderr",
       cmp: new StreamCompare(cm, options.stdioOffsets?.stderr ?? 0),
-      timer: undefined,
+      waitSince: -1,
     };
     this.#host = options.host ?? "127.0.0.1";
     this.#listenPort = options.listenPort ?? 0;
@@ -427,7 +431,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       divergences: { ...this.#divergences },
       checkpointsNeeded: this.#checkpointsNeeded,
       inputPauses: this.#inputPauses,
-      compareSeconds: this.#compareNs / 1e9,
+      compareSeconds: this.#compareMs / 1e3,
     };
   }
 
@@ -438,6 +442,8 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     this.#server.off("connection", this.#onConnection);
     for (const t of this.#targets()) this.#clearTimer(t);
     this.#clearEndTimer();
+    if (this.#sweepTimer !== undefined) clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
     for (const c of this.#conns.values()) c.socket?.destroy();
     this.#conns.clear();
     for (const u of this.#unsubscribe) u();
@@ -469,7 +475,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       portBlocked: false,
       clientBlocked: false,
       reading: true,
-      timer: undefined,
+      waitSince: -1,
     };
     this.#conns.set(id, conn);
     socket.setNoDelay(true);
@@ -717,12 +723,20 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
   #measured(t: Target, fn: () => Step): void {
     const held = t.cmp.heldBytes;
     const ahead = t.cmp.svmAheadBytes;
-    const t0 = process.hrtime.bigint();
+    const t0 = performance.now();
     const step = fn();
-    this.#compareNs += Number(process.hrtime.bigint() - t0);
+    this.#compareMs += performance.now() - t0;
     this.#heldTotal += t.cmp.heldBytes - held;
     this.#svmAheadTotal += t.cmp.svmAheadBytes - ahead;
-    for (const chunk of step.released) this.#deliver(t, chunk);
+    const released = step.released;
+    if (released.length === 1) this.#deliver(t, released[0]!);
+    else if (released.length > 1) {
+      // Several chunks for one client: one socket write.
+      const socket = "id" in t ? t.socket : undefined;
+      socket?.cork();
+      for (const chunk of released) this.#deliver(t, chunk);
+      socket?.uncork();
+    }
     if (step.mismatch !== undefined) this.#reportMismatch(t, step.mismatch);
     if ("id" in t) this.#markers(t);
     this.#armTimer(t);
@@ -799,15 +813,42 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     this.#diverge({ kind: "end-mismatch", seq: this.#seq, stream: undefined, offset: undefined, detail });
   }
 
+  /**
+   * The SVM-silence watch: no timer per chunk, only a timestamp per waiting stream and one sweep
+   * timer for the proxy, armed while some stream waits.
+   */
   #armTimer(t: Target): void {
     if (!t.cmp.pvmWaiting || this.#state !== "running") {
-      this.#clearTimer(t);
+      t.waitSince = -1;
       return;
     }
-    if (t.timer !== undefined || this.#svmTimeoutMs === 0) return;
-    t.timer = setTimeout(() => {
-      t.timer = undefined;
-      if (!t.cmp.pvmWaiting || this.#state !== "running") return;
+    if (t.waitSince >= 0 || this.#svmTimeoutMs === 0) return;
+    t.waitSince = performance.now();
+    if (this.#sweepTimer === undefined) this.#armSweep(this.#svmTimeoutMs);
+  }
+
+  #armSweep(ms: number): void {
+    this.#sweepTimer = setTimeout(() => this.#sweep(), ms);
+    this.#sweepTimer.unref();
+  }
+
+  #sweep(): void {
+    this.#sweepTimer = undefined;
+    if (this.#state === "closed") return;
+    const now = performance.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const t of this.#targets()) {
+      if (t.waitSince < 0) continue;
+      if (!t.cmp.pvmWaiting || this.#state !== "running") {
+        t.waitSince = -1;
+        continue;
+      }
+      const due = t.waitSince + this.#svmTimeoutMs;
+      if (due > now + 1) {
+        next = Math.min(next, due);
+        continue;
+      }
+      t.waitSince = -1;
       const stream: OutputStream = "id" in t ? { kind: "conn", id: t.id } : { kind: t.name };
       this.#diverge({
         kind: "svm-timeout",
@@ -816,15 +857,14 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
         offset: t.cmp.released,
         detail: `${streamText(stream)}: SVM silent for ${this.#svmTimeoutMs} ms with PVM output to ${t.cmp.pvmEnd} waiting (SVM at ${t.cmp.svmEnd})`,
       });
-    }, this.#svmTimeoutMs);
-    t.timer.unref();
+    }
+    if (next !== Number.POSITIVE_INFINITY && this.#sweepTimer === undefined) {
+      this.#armSweep(Math.max(1, next - now));
+    }
   }
 
   #clearTimer(t: Target): void {
-    if (t.timer !== undefined) {
-      clearTimeout(t.timer);
-      t.timer = undefined;
-    }
+    t.waitSince = -1;
   }
 
   #clearEndTimer(): void {

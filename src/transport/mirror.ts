@@ -90,7 +90,9 @@ function u64(v: DataView, at: number, value: number, field: string): void {
       `mirror ${field} ${value} is not a safe non-negative integer`,
     );
   }
-  v.setBigUint64(at, BigInt(value), true);
+  // Two u32 halves: no BigInt per field on the hot path.
+  v.setUint32(at, value % 0x1_0000_0000, true);
+  v.setUint32(at + 4, Math.floor(value / 0x1_0000_0000), true);
 }
 
 /** Encode: the message type and the body as a gather list (header, then the bytes uncopied). */
@@ -150,9 +152,13 @@ function malformed(reason: string, type: number, details: Record<string, unknown
 }
 
 function safe(v: DataView, at: number, field: string, type: number): number {
-  const big = v.getBigUint64(at, true);
-  if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed(`${field} ${big} above 2^53`, type, { field });
-  return Number(big);
+  const lo = v.getUint32(at, true);
+  const hi = v.getUint32(at + 4, true);
+  if (hi > 0x1f_ffff) {
+    const big = v.getBigUint64(at, true);
+    throw malformed(`${field} ${big} above 2^53`, type, { field });
+  }
+  return hi * 0x1_0000_0000 + lo;
 }
 
 /** Decode a mirror message; throws "message-malformed" for an unknown type or a bad layout. */
