@@ -414,11 +414,17 @@ class Reader {
   }
 }
 
-/** The chunk list of an input queue (see writeChunks), checked against its input offset (at `offsetAt`). */
+/**
+ * The chunk list of an input queue (see writeChunks), checked against its input offset (at
+ * `offsetAt`) and its drain count `peak` (at `offsetAt` + `peakDelta`): bytes delivered since the
+ * last drained, so never fewer than the bytes queued, nor more than all delivered.
+ */
 function readChunks(
   r: Reader,
   inOffset: number,
   offsetAt: number,
+  peak: number,
+  peakDelta: number,
 ): { headPos: number; chunks: Uint8Array[] } {
   const headAt = r.at;
   const headPos = r.u32("head pos");
@@ -435,6 +441,12 @@ function readChunks(
   if (nchunks === 0 ? headPos !== 0 : headPos >= chunks[0]!.length)
     r.fail("head pos", "outside the first chunk", headAt);
   if (total - headPos > inOffset) r.fail("input offset", "fewer bytes delivered than queued", offsetAt);
+  if (peak < total - headPos || peak > inOffset)
+    r.fail(
+      "peak",
+      `${peak} bytes since the last drained, with ${total - headPos} queued of ${inOffset}`,
+      offsetAt + peakDelta,
+    );
   return { headPos, chunks };
 }
 
@@ -466,7 +478,7 @@ export function decodeState(
     const flagsAt = r.at;
     const flags = r.u8("stdin flags");
     if ((flags & ~1) !== 0) r.fail("stdin flags", `unknown bits ${flags}`, flagsAt);
-    stdin = { inOffset, peak, eof: flags === 1, ...readChunks(r, inOffset, at) };
+    stdin = { inOffset, peak, eof: flags === 1, ...readChunks(r, inOffset, at, peak, 8) };
     const ppAt = r.at;
     const hasPoll = r.u8("pending poll flag");
     if (hasPoll > 1) r.fail("pending poll flag", "not 0 or 1", ppAt);
@@ -502,7 +514,7 @@ export function decodeState(
     const flagsAt = r.at;
     const flags = r.u8("connection flags");
     if ((flags & ~7) !== 0) r.fail("connection flags", `unknown bits ${flags}`, flagsAt);
-    const { headPos, chunks } = readChunks(r, inOffset, at + 4);
+    const { headPos, chunks } = readChunks(r, inOffset, at + 4, peak, 16);
     conns.set(id, {
       id,
       inOffset,
