@@ -63,6 +63,8 @@ export interface PrimaryProxyEvents {
   "checkpoint-needed": [CheckpointNeeded];
   /** The mirror link broke the protocol (or a PVM output offset jumped): go unprotected. */
   "protocol-error": [ProxyError];
+  /** A replica's end became known (replicaEnded(), or the SVM's mirror "end"). */
+  "replica-ended": [replica: "pvm" | "svm", end: GuestEnd];
 }
 
 export interface PrimaryProxyOptions {
@@ -389,6 +391,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     this.#assertOpen();
     if (this.#mode !== "colo") return;
     this.#ended[replica] = end;
+    this.emit("replica-ended", replica, end);
     const { pvm, svm } = this.#ended;
     if (pvm !== undefined && svm !== undefined) {
       this.#clearEndTimer();
@@ -410,6 +413,28 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       }, this.#svmTimeoutMs);
       this.#endTimer.unref();
     }
+  }
+
+  /**
+   * The replica's end since the last checkpoint, once known; waits up to `ms` for it (colo mode:
+   * the SVM's mirror "end"). Resolves undefined if none came in time or the proxy closed.
+   */
+  whenReplicaEnded(replica: "pvm" | "svm", ms: number): Promise<GuestEnd | undefined> {
+    const known = this.#ended[replica];
+    if (known !== undefined || this.#state === "closed" || this.#mode !== "colo")
+      return Promise.resolve(known);
+    return new Promise((resolve) => {
+      const done = (end: GuestEnd | undefined): void => {
+        clearTimeout(timer);
+        this.off("replica-ended", on);
+        resolve(end);
+      };
+      const on = (r: "pvm" | "svm", end: GuestEnd): void => {
+        if (r === replica) done(end);
+      };
+      const timer = setTimeout(() => done(undefined), ms);
+      this.on("replica-ended", on);
+    });
   }
 
   /** Counters for the controller to export. */

@@ -38,7 +38,7 @@
  * exits with status 3: a mismatch is a bug in colo, not a condition to run on with).
  */
 import { EventEmitter } from "node:events";
-import type { Domain } from "../guest/domain.ts";
+import type { Domain, GuestEnd } from "../guest/domain.ts";
 import type { Divergence, PrimaryProxy } from "../proxy/primary.ts";
 import type { ByteSource } from "../save/channel.ts";
 import {
@@ -64,6 +64,15 @@ import {
   stepClock,
   type Trigger,
 } from "./stats.ts";
+
+/** How long pvmEnded() waits for the SVM to end the same way before handing over (ms). */
+export const PVM_END_GRACE_MS = 1000;
+
+/** pvmEnded()'s verdict: exit with the guest's status, or the secondary serves from now on. */
+export interface PvmEndOutcome {
+  readonly action: "propagate" | "hand-over";
+  readonly detail: string;
+}
 
 export type PrimaryState =
   | "unprotected"
@@ -410,6 +419,58 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     if (this.settings.mode === "remus") void this.#remusAcks();
   }
 
+  /**
+   * The PVM exited or trapped (the CLI calls this when its domain ends). A trap or exit in one
+   * replica only is a divergence; in both, it is the guest's own behaviour. So, in colo mode
+   * while protected: no new input reaches either replica, and the SVM gets `graceMs` to end too
+   * (its mirror "end"). Both ended: the guest's end propagates ("propagate": protection stops
+   * with a goodbye, the secondary stands down, the caller exits with the guest's status). The
+   * PVM alone: its state is the divergent one and the SVM's survives ("hand-over"): the links
+   * close WITHOUT a goodbye, so the secondary's heartbeat sees its primary gone and takes over
+   * as on any failover (failover.ts decideTakeover, cause "heartbeat-lost": a fencing hook is
+   * still asked); this side's proxy closes (its clients reconnect to the secondary's service).
+   * Not protected, or Remus (only the PVM runs): "propagate".
+   */
+  async pvmEnded(end: GuestEnd, graceMs = PVM_END_GRACE_MS): Promise<PvmEndOutcome> {
+    const text = (e: GuestEnd): string =>
+      e.kind === "exit" ? `exited with ${e.code}` : `trapped (${e.message})`;
+    if (this.settings.mode !== "colo" || !this.#protectedNow() || this.#links === undefined) {
+      return { action: "propagate", detail: `the PVM ${text(end)}; not protected (${this.#state})` };
+    }
+    try {
+      this.proxy.pauseForCheckpoint();
+      this.proxy.replicaEnded("pvm", end);
+    } catch {}
+    const svm = await this.proxy.whenReplicaEnded("svm", graceMs);
+    if (!this.#protectedNow()) {
+      return {
+        action: "propagate",
+        detail: `the PVM ${text(end)}; protection ended meanwhile (${this.#state})`,
+      };
+    }
+    if (svm !== undefined) {
+      const detail = `both replicas ended (PVM ${text(end)}, SVM ${text(svm)}): the guest's own end`;
+      this.#log("info", `${detail}; the secondary stands down`);
+      this.#lose(new ReplicationError("domain", detail), "stopped");
+      return { action: "propagate", detail };
+    }
+    const detail = `the PVM ${text(end)}, the SVM still runs after ${graceMs} ms: handing over to the secondary`;
+    this.#log("warn", detail);
+    this.#reason = new ReplicationError("domain", detail);
+    this.#wake?.();
+    this.#links.close(false); // no goodbye: the secondary takes over
+    this.#setState("stopped");
+    await this.#loop?.catch(() => {});
+    await this.proxy.close().catch(() => {});
+    return { action: "hand-over", detail };
+  }
+
+  #pvmGone(): boolean {
+    return (
+      this.settings.mode === "colo" && (this.domain.state === "exited" || this.domain.state === "trapped")
+    );
+  }
+
   /** Stop protecting (clean: a goodbye, so the secondary stands down). The PVM keeps running. */
   async stop(): Promise<void> {
     this.#lose(new ReplicationError("link", "stopped by the operator"), "stopped");
@@ -526,6 +587,8 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
         if (this.settings.mode === "remus") await this.#remusCheckpoint(trigger);
         else await this.#coloCheckpoint(trigger);
       } catch (e) {
+        // The PVM ended: no checkpoint can capture it; pvmEnded() decides (never #lose here).
+        if (this.#pvmGone()) break;
         const err =
           e instanceof ReplicationError
             ? e
@@ -657,6 +720,8 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     const bytes0 = stream.bytes;
     const back0 = back.bytes;
     this.#checkAlive();
+    // No NEW once the PVM has ended: the SVM must run on to reach (or not) the same end.
+    if (this.#pvmGone()) throw new ReplicationError("domain", "the PVM has ended", { seq });
     this.#setState("checkpointing");
     this.proxy.pauseForCheckpoint();
     // NEW goes out and the PVM's stop is asked at once: the PVM stops while NEW travels and the
