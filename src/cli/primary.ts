@@ -76,6 +76,8 @@ ${FAILOVER_USAGE}  -- ARGS…                the guest's arguments
 
 /** Exit status of a primary that lost its fencing hook (the secondary serves). */
 export { EXIT_FENCED_OUT } from "./primary-ops.ts";
+/** Exit status of a primary whose PVM ended alone (trap or exit): the secondary serves. */
+export const EXIT_HANDED_OVER = 5;
 
 function say(m: string): void {
   process.stderr.write(`colo primary: ${m}\n`);
@@ -331,6 +333,12 @@ export async function run(argv: string[]): Promise<number> {
       if (domain.state === "exited" || domain.state === "trapped" || domain.state === "destroyed") {
         const e = domain.end;
         if (e?.kind === "trap") say(`guest trapped: ${e.message}`);
+        // COLO: an end in the PVM only hands the guest over to the secondary (docs/replication.md).
+        if (e !== undefined && (await controller.pvmEnded(e)).action === "hand-over") {
+          say("the PVM ended alone: the secondary takes over (its clients reconnect there)");
+          end(EXIT_HANDED_OVER);
+          return;
+        }
         end(e === undefined ? 1 : e.kind === "exit" ? e.code & 0xff : 1);
         return;
       }
