@@ -163,12 +163,21 @@ export interface RunResult {
 }
 
 /**
- * kill -9 of the primary at a seeded random moment under the write workload; the workload moves
- * to the secondary's address; every key is then read from the secondary and checked.
+ * How the primary is lost: "kill" is kill -9 (its kernel closes its sockets, so the secondary
+ * sees the heartbeat connection drop at once); "hang" is SIGSTOP, a host that stops answering
+ * with its sockets still open, which only the heartbeat timeout reveals. A hung primary is
+ * killed once the secondary serves (without a fencing hook it would otherwise come back and
+ * serve too: the split brain docs/failover.md describes).
+ */
+export type PrimaryLoss = "kill" | "hang";
+
+/**
+ * kill -9 (or SIGSTOP) of the primary at a seeded random moment under the write workload; the
+ * workload moves to the secondary's address; every key is then read from the secondary and checked.
  */
 export async function killPrimaryRun(
   seed: number,
-  o: PairOptions & { maxKillDelayMs?: number } = {},
+  o: PairOptions & { maxKillDelayMs?: number; loss?: PrimaryLoss } = {},
 ): Promise<RunResult> {
   const rnd = prng(seed);
   const pair = await startPair({ maxIntervalMs: 20, ...o });
@@ -183,9 +192,11 @@ export async function killPrimaryRun(
     const killAfterMs = Math.floor(rnd() * (o.maxKillDelayMs ?? 400));
     await sleep(killAfterMs);
     const t0 = performance.now();
-    await pair.primary.kill9();
+    if (o.loss === "hang") pair.primary.child.kill("SIGSTOP");
+    else await pair.primary.kill9();
     const up = await waitForPong(pair.secondaryService.host, pair.secondaryService.port, 20_000, 2);
     const failoverMs = up ? performance.now() - t0 : undefined;
+    if (o.loss === "hang") await pair.primary.kill9();
     if (!up) throw new Error(`secondary never served after the kill; stderr:\n${pair.secondary.err}`);
     await wl.progress(20, 10_000);
     await wl.stop();
