@@ -34,6 +34,21 @@ test("kill -9 of the primary at seeded random moments: failover, 0 lost writes",
   assert.equal(tally.lost, 0);
 });
 
+test("a hung primary (SIGSTOP, sockets still open): the secondary takes over on the heartbeat timeout, 0 lost writes", {
+  timeout: 90_000,
+}, async (t) => {
+  if (!ready) return t.skip("colo primary / colo secondary are not registered yet");
+  const r = await killPrimaryRun(SEED * 3000, { loss: "hang" });
+  console.log(
+    `SIGSTOP primary: acknowledged ${r.verdict.acknowledged}, lost ${r.verdict.violations.length}, failover ${r.failoverMs?.toFixed(0)} ms (timeout 500 ms)`,
+  );
+  assert.deepEqual(r.verdict.violations, []);
+  assert.ok(r.verdict.acknowledged > 0);
+  // Nothing but the heartbeat's silence can reveal a stopped process: a takeover sooner than
+  // the timeout would mean the secondary acted on something else.
+  assert.ok(r.failoverMs !== undefined && r.failoverMs >= 300, `failover after ${r.failoverMs} ms`);
+});
+
 test("kill -9 of the secondary: the primary runs on unprotected, 0 lost writes", {
   timeout: 90_000,
 }, async (t) => {
