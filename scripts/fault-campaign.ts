@@ -1,13 +1,13 @@
 /**
- * `npm run fault:long [-- --runs N --minutes M --seed S --heartbeat-timeout-ms T]`: the long
+ * `npm run fault:long [-- --runs N --minutes M --seed S --heartbeat-timeout-ms T --only KIND]`: the long
  * fault campaign. Seeded runs under the write workload, bounded by count (default 100) and time
  * (default 30 minutes). Of every ten runs: eight kill -9 the primary at a random moment
  * (checkpoints every 20 ms, so many land mid-checkpoint), one hangs it instead (SIGSTOP: sockets
  * stay open, only the heartbeat timeout reveals the loss), and both check the survivor's
  * history; one kills the secondary and checks the primary's. Prints runs, kills, acknowledged
  * writes, lost writes, and the failover time (primary lost → secondary answers PING) p50/p99
- * beside the heartbeat timeout, for kills and hangs apart. Exit status 1 if any write was lost or
- * a run failed.
+ * beside the heartbeat timeout, for kills and hangs apart. `--only primary|hung|secondary` runs
+ * one kind only. Exit status 1 if any write was lost or a run failed.
  */
 import { parseArgs } from "node:util";
 import { percentile } from "../test/fault/cluster.ts";
@@ -21,8 +21,15 @@ const { values } = parseArgs({
     seed: { type: "string", default: "42" },
     "heartbeat-timeout-ms": { type: "string", default: "500" },
     "heartbeat-ms": { type: "string", default: "100" },
+    only: { type: "string", default: "" },
   },
 });
+// --only primary | hung | secondary: every run of one kind (default: the mix described above).
+const only = values.only;
+if (!["", "primary", "hung", "secondary"].includes(only)) {
+  process.stderr.write("fault:long: --only takes primary, hung or secondary\n");
+  process.exit(2);
+}
 const runs = Number(values.runs);
 const deadline = Date.now() + Number(values.minutes) * 60_000;
 const seed = Number(values.seed);
@@ -42,7 +49,16 @@ const hangTimes: number[] = [];
 let errors = 0;
 for (let i = 0; i < runs && Date.now() < deadline; i++) {
   const runSeed = seed * 100_000 + i;
-  const which = i % 10 === 9 ? "secondary" : i % 10 === 4 ? "hung primary" : "primary";
+  const which =
+    only === "hung"
+      ? "hung primary"
+      : only !== ""
+        ? only
+        : i % 10 === 9
+          ? "secondary"
+          : i % 10 === 4
+            ? "hung primary"
+            : "primary";
   const tally = which === "primary" ? primaryTally : which === "secondary" ? secondaryTally : hangTally;
   try {
     const r =

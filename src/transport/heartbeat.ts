@@ -145,7 +145,9 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
   /**
    * The watchdog fired. Timers run before the event loop polls sockets, so after a stall of this
    * process the peer's beats may be waiting unread: look again after the poll phase (setImmediate)
-   * before calling the peer lost.
+   * before calling the peer lost. The immediate stays ref'd: with only unref'd immediates pending,
+   * libuv's poll phase blocks until the next timer or socket event (here up to a whole beat
+   * interval), which made the loss be seen up to intervalMs late.
    */
   #expired(): void {
     setImmediate(() => {
@@ -157,7 +159,7 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
         this.#watchdog = setTimeout(() => this.#expired(), Math.max(1, this.timeoutMs - silent));
         this.#watchdog.unref();
       }
-    }).unref();
+    });
   }
 
   #lose(reason: HeartbeatLoss["reason"], error: TransportError | undefined): void {
