@@ -19,15 +19,15 @@
  *   COLO_BENCH_N=20000 node bench/colo.bench.ts  (a subset: configs whose name contains one of
  *   the words, the given client counts, forcing no/yes, n requests per redis-benchmark test)
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
+import { type ColoChild, startPair } from "../src/cli/child.ts";
 import { RespClient } from "../src/replication/resp-client.ts";
 import {
   type CheckpointRecord,
   PRIMARY_STEPS,
+  percentile,
   SECONDARY_STEPS,
   type SecondaryCheckpointRecord,
 } from "../src/replication/stats.ts";
@@ -35,8 +35,6 @@ import { controlRequest } from "../src/save/control.ts";
 import { measureRawTcp, measureTls } from "../src/transport/bandwidth.ts";
 
 const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, "..");
-const COLO = join(ROOT, "bin/colo.js");
 const SCALE = process.env.COLO_BENCH_LONG === "1" ? 5 : 1;
 const TICKS = 100; // clock ticks per second of /proc/PID/stat (Linux USER_HZ)
 
@@ -63,42 +61,15 @@ const FORCED = (process.env.COLO_BENCH_FORCED ?? "no,yes").split(",").map((v) =>
 const NODE_ARGS = (process.env.COLO_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
 const FIXED_N = process.env.COLO_BENCH_N === undefined ? undefined : Number(process.env.COLO_BENCH_N);
 
-class Proc {
-  readonly child: ChildProcess;
-  log = "";
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [...NODE_ARGS, COLO, ...args], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.child.stdout!.on("data", (d: Buffer) => (this.log += d));
-    this.child.stderr!.on("data", (d: Buffer) => (this.log += d));
-  }
-  async line(re: RegExp, ms = 30_000): Promise<string> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const m = re.exec(this.log);
-      if (m !== null) return m[1] ?? m[0];
-      if (this.child.exitCode !== null || Date.now() > end) throw new Error(`no ${re} in:\n${this.log}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  cpuSeconds(): number {
-    try {
-      const f = readFileSync(`/proc/${this.child.pid}/stat`, "utf8");
-      const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
-      return (Number(fields[11]) + Number(fields[12])) / TICKS;
-    } catch {
-      return 0;
-    }
-  }
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const done = new Promise((r) => this.child.once("exit", r));
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 5000);
-    await done;
-    clearTimeout(t);
+/** User plus system CPU seconds of a child so far (0 once it is gone or when there is none). */
+function cpuSeconds(c: ColoChild | undefined): number {
+  if (c === undefined) return 0;
+  try {
+    const f = readFileSync(`/proc/${c.child.pid}/stat`, "utf8");
+    const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / TICKS;
+  } catch {
+    return 0;
   }
 }
 
@@ -126,11 +97,6 @@ interface Row {
   sSteps: number[];
 }
 
-function pct(v: number[], p: number): number {
-  if (v.length === 0) return Number.NaN;
-  const s = [...v].sort((x, y) => x - y);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
 const mean = (v: number[]): number => (v.length === 0 ? Number.NaN : v.reduce((x, y) => x + y, 0) / v.length);
 
 async function benchmark(
@@ -162,50 +128,20 @@ async function main(): Promise<void> {
   const tcp = await measureRawTcp({ bytes: 128 << 20 });
   const tlsBw = await measureTls({ bytes: 128 << 20 });
   const bwBytesPerMs = (tlsBw.mbPerSecond * 1e6) / 1000;
-  const dir = mkdtempSync(join(tmpdir(), "colo-bench-"));
-  const psk = join(dir, "psk");
-  writeFileSync(psk, `${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex")}\n`, {
-    mode: 0o600,
-  });
   const rows: Row[] = [];
-  try {
-    for (const cfg of CONFIGS) {
-      const tag = `bench-${process.pid}-${rows.length}`;
-      let sec: Proc | undefined;
-      let listen = "127.0.0.1:1";
-      if (cfg.args !== undefined) {
-        sec = new Proc([
-          "secondary",
-          "--listen",
-          "127.0.0.1:0",
-          "--service",
-          "127.0.0.1:0",
-          "--psk-file",
-          psk,
-          "--name",
-          `${tag}-s`,
-        ]);
-        listen = await sec.line(/listening on (\S+)/);
-      }
-      const pri = new Proc([
-        "primary",
-        "guests/kv.wasm",
-        "--service",
-        "127.0.0.1:0",
-        "--secondary",
-        listen,
-        "--psk-file",
-        psk,
-        "--name",
-        `${tag}-p`,
-        "--connect-timeout-ms",
-        "0",
-        ...(cfg.args ?? []),
-      ]);
-      const service = await pri.line(/service on (\S+)/);
-      if (cfg.args !== undefined) await pri.line(/colo primary: (protected) \(/);
-      else await pri.line(/(UNPROTECTED)/);
-      const port = service.slice(service.lastIndexOf(":") + 1);
+  for (const cfg of CONFIGS) {
+    const tag = `bench-${process.pid}-${rows.length}`;
+    const pair = await startPair({
+      guest: "guests/kv.wasm",
+      secondaryName: `${tag}-s`,
+      primaryName: `${tag}-p`,
+      primaryArgs: ["--connect-timeout-ms", "0", ...(cfg.args ?? [])],
+      protect: cfg.args !== undefined,
+      nodeArgs: NODE_ARGS,
+    });
+    const { pri, sec } = pair;
+    const port = String(pair.port);
+    try {
       for (const clients of CLIENTS) {
         for (const forced of FORCED) {
           const n =
@@ -227,7 +163,7 @@ async function main(): Promise<void> {
               ? []
               : ((await controlRequest(`${tag}-s`, "checkpoints")) as SecondaryCheckpointRecord[]);
           const div0 = ((await controlRequest(`${tag}-p`, "status")) as { divergences: number }).divergences;
-          const cpu0 = pri.cpuSeconds() + (sec?.cpuSeconds() ?? 0);
+          const cpu0 = cpuSeconds(pri) + cpuSeconds(sec);
           let stopForcing = false;
           const forcer = forced
             ? (async () => {
@@ -242,7 +178,7 @@ async function main(): Promise<void> {
           const r = await benchmark(port, clients, n);
           stopForcing = true;
           await forcer;
-          const cpu = pri.cpuSeconds() + (sec?.cpuSeconds() ?? 0) - cpu0;
+          const cpu = cpuSeconds(pri) + cpuSeconds(sec) - cpu0;
           const after =
             cfg.args === undefined
               ? []
@@ -268,15 +204,15 @@ async function main(): Promise<void> {
             cpuPer10k: (cpu * 10_000) / requests,
             checkpoints: cps.length,
             divergences: div1 - div0,
-            pauseP50: pct(
+            pauseP50: percentile(
               cps.map((x) => x.pauseMs),
               50,
             ),
-            pauseP99: pct(
+            pauseP99: percentile(
               cps.map((x) => x.pauseMs),
               99,
             ),
-            svmPauseP50: pct(
+            svmPauseP50: percentile(
               sCps.map((x) => x.pauseMs),
               50,
             ),
@@ -293,13 +229,13 @@ async function main(): Promise<void> {
                 ? Number.NaN
                 : cps.filter((x) => x.pauseMs <= 1 + x.bytes / (0.7 * bwBytesPerMs)).length / cps.length,
             pSteps: PRIMARY_STEPS.map((k) =>
-              pct(
+              percentile(
                 cps.flatMap((x) => (x.steps?.[k] === undefined ? [] : [x.steps[k]])),
                 50,
               ),
             ),
             sSteps: SECONDARY_STEPS.map((k) =>
-              pct(
+              percentile(
                 sCps.flatMap((x) => (x.steps?.[k] === undefined ? [] : [x.steps[k]])),
                 50,
               ),
@@ -308,11 +244,9 @@ async function main(): Promise<void> {
           process.stderr.write(`.`);
         }
       }
-      await pri.stop();
-      await sec?.stop();
+    } finally {
+      await pair.close();
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
   process.stderr.write("\n");
   const base = new Map(

@@ -10,12 +10,9 @@
  * as one JSON object. Both processes are stopped and the directory removed at the end, also on
  * failure. Exit status 0 when every checkpoint verified and every reply was right.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { CheckpointRecord, SecondaryCheckpointRecord } from "../replication/stats.ts";
+import { type CheckpointRecord, percentile, type SecondaryCheckpointRecord } from "../replication/stats.ts";
+import { type Pair, startPair } from "./child.ts";
 
 export const USAGE = `usage: colo demo [--json]
 
@@ -28,61 +25,12 @@ options:
   --json   print the summary as one JSON object
 `;
 
-const BIN = fileURLToPath(new URL("../../bin/colo.js", import.meta.url));
 const KV = fileURLToPath(new URL("../../guests/kv.wasm", import.meta.url));
 
 /** Workload size: CLIENTS connections, REQUESTS requests in all; a forced divergence every FORCE_MS. */
 const CLIENTS = 4;
 const REQUESTS = 3000;
 const FORCE_MS = 100;
-
-class Child {
-  readonly proc: ChildProcess;
-  log = "";
-  #waiters: (() => void)[] = [];
-  readonly exited: Promise<number | null>;
-  constructor(args: string[]) {
-    this.proc = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    const on = (d: Buffer): void => {
-      this.log += d.toString("utf8");
-      for (const w of this.#waiters.splice(0)) w();
-    };
-    this.proc.stdout!.on("data", on);
-    this.proc.stderr!.on("data", on);
-    this.exited = new Promise((resolve) =>
-      this.proc.on("exit", (code) => {
-        for (const w of this.#waiters.splice(0)) w();
-        resolve(code);
-      }),
-    );
-  }
-  /** Wait for a line matching `re` (its first group), at most `ms`. */
-  async line(re: RegExp, ms: number): Promise<string> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const m = re.exec(this.log);
-      if (m !== null) return m[1] ?? m[0];
-      if (this.proc.exitCode !== null) throw new Error(`process exited:\n${this.log}`);
-      const left = end - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${re}:\n${this.log}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.#waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-  async stop(): Promise<void> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill("SIGTERM");
-      const t = setTimeout(() => this.proc.kill("SIGKILL"), 3000);
-      await this.exited;
-      clearTimeout(t);
-    }
-  }
-}
 
 export interface DemoSummary {
   readonly ok: boolean;
@@ -98,12 +46,6 @@ export interface DemoSummary {
   readonly pause: { readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number };
   readonly svmPause: { readonly p50Ms: number; readonly maxMs: number };
   readonly perCheckpoint: readonly (CheckpointRecord & { readonly svmPauseMs: number | undefined })[];
-}
-
-function pct(v: number[], p: number): number {
-  if (v.length === 0) return Number.NaN;
-  const s = [...v].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
 async function drive(port: number): Promise<{ requests: number; wrong: number; forced: number }> {
@@ -157,50 +99,19 @@ async function drive(port: number): Promise<{ requests: number; wrong: number; f
 
 export async function runDemo(log: (line: string) => void = () => {}): Promise<DemoSummary> {
   const { controlRequest } = await import("../save/control.ts");
-  const dir = mkdtempSync(join(tmpdir(), "colo-demo-"));
-  const psk = join(dir, "psk");
-  writeFileSync(psk, `${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("hex")}\n`, {
-    mode: 0o600,
-  });
   const tag = `demo-${process.pid}`;
-  const children: Child[] = [];
+  let pair: Pair | undefined;
   try {
-    const sec = new Child([
-      "secondary",
-      "--listen",
-      "127.0.0.1:0",
-      "--service",
-      "127.0.0.1:0",
-      "--psk-file",
-      psk,
-      "--name",
-      `${tag}-secondary`,
-    ]);
-    children.push(sec);
-    const listen = await sec.line(/listening on (\S+)/, 30_000);
-    log(`secondary listening on ${listen}`);
-    const pri = new Child([
-      "primary",
-      KV,
-      "--service",
-      "127.0.0.1:0",
-      "--secondary",
-      listen,
-      "--psk-file",
-      psk,
-      "--verify",
-      "--max-interval-ms",
-      "500",
-      "--name",
-      `${tag}-primary`,
-    ]);
-    children.push(pri);
-    const service = await pri.line(/service on (\S+)/, 30_000);
-    await pri.line(/colo primary: (protected) \(/, 30_000);
-    log(`primary serving on ${service}, protected`);
-    const port = Number(service.slice(service.lastIndexOf(":") + 1));
+    pair = await startPair({
+      guest: KV,
+      secondaryName: `${tag}-secondary`,
+      primaryName: `${tag}-primary`,
+      primaryArgs: ["--verify", "--max-interval-ms", "500"],
+    });
+    log(`secondary listening on ${pair.listen}`);
+    log(`primary serving on ${pair.service}, protected`);
     const t0 = performance.now();
-    const w = await drive(port);
+    const w = await drive(pair.port);
     const seconds = (performance.now() - t0) / 1000;
     await new Promise((r) => setTimeout(r, 200)); // let the last checkpoint finish
     const records = (await controlRequest(`${tag}-primary`, "checkpoints")) as CheckpointRecord[];
@@ -228,13 +139,12 @@ export async function runDemo(log: (line: string) => void = () => {}): Promise<D
       allVerified,
       bytes: records.reduce((s, r) => s + r.bytes, 0),
       backChannelBytes: records.reduce((s, r) => s + r.backBytes, 0),
-      pause: { p50Ms: pct(pauses, 50), p99Ms: pct(pauses, 99), maxMs: Math.max(0, ...pauses) },
-      svmPause: { p50Ms: pct(svmPauses, 50), maxMs: Math.max(0, ...svmPauses) },
+      pause: { p50Ms: percentile(pauses, 50), p99Ms: percentile(pauses, 99), maxMs: Math.max(0, ...pauses) },
+      svmPause: { p50Ms: percentile(svmPauses, 50), maxMs: Math.max(0, ...svmPauses) },
       perCheckpoint: records.map((r) => ({ ...r, svmPauseMs: svm.get(r.seq) })),
     };
   } finally {
-    for (const c of children.reverse()) await c.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await pair?.close();
   }
 }
 

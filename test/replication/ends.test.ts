@@ -7,45 +7,14 @@
 // - both (the same command): the guest's exit propagates (primary exits with it), the secondary
 //   stands down.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { type ColoChild, startPair } from "../../src/cli/child.ts";
 import { controlRequest } from "../../src/save/control.ts";
 import { ROOT } from "./helpers.ts";
 
-const COLO = join(ROOT, "bin/colo.js");
 const ENDER = join(ROOT, "test/replication/fixtures/ender.wasm");
-
-class Proc {
-  readonly child: ChildProcess;
-  log = "";
-  readonly exited: Promise<number | null>;
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [COLO, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    this.child.stdout!.on("data", (d: Buffer) => (this.log += d));
-    this.child.stderr!.on("data", (d: Buffer) => (this.log += d));
-    this.exited = new Promise((r) => this.child.once("exit", (c) => r(c)));
-  }
-  async line(re: RegExp, ms = 20_000): Promise<string> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const m = re.exec(this.log);
-      if (m !== null) return m[1] ?? m[0];
-      if (Date.now() > end) throw new Error(`no ${re} in:\n${this.log}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 5000);
-    await this.exited;
-    clearTimeout(t);
-  }
-}
 
 /** A line client: send a command, read one reply line (undefined if the connection ends first). */
 class LineClient {
@@ -94,47 +63,14 @@ class LineClient {
 }
 
 async function pair(tag: string) {
-  const dir = mkdtempSync(join(tmpdir(), "colo-ends-"));
-  const psk = join(dir, "psk");
-  writeFileSync(psk, `${"cd".repeat(32)}\n`, { mode: 0o600 });
-  const sec = new Proc([
-    "secondary",
-    "--listen",
-    "127.0.0.1:0",
-    "--service",
-    "127.0.0.1:0",
-    "--psk-file",
-    psk,
-    "--name",
-    `${tag}-s`,
-  ]);
-  const listen = await sec.line(/listening on (\S+)/);
-  const pri = new Proc([
-    "primary",
-    ENDER,
-    "--service",
-    "127.0.0.1:0",
-    "--secondary",
-    listen,
-    "--psk-file",
-    psk,
-    "--verify",
-    "--name",
-    `${tag}-p`,
-  ]);
-  const service = await pri.line(/service on (\S+)/);
-  await pri.line(/colo primary: (protected) \(/);
-  const port = Number(service.slice(service.lastIndexOf(":") + 1));
-  return {
-    sec,
-    pri,
-    port,
-    async close() {
-      await pri.stop();
-      await sec.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const p = await startPair({
+    guest: ENDER,
+    secondaryName: `${tag}-s`,
+    primaryName: `${tag}-p`,
+    primaryArgs: ["--verify"],
+    waitMs: 20_000,
+  });
+  return { ...p, sec: p.sec! };
 }
 
 async function verifiedAll(tag: string): Promise<{ n: number; all: boolean }> {
@@ -149,7 +85,7 @@ test("both replicas end the same way: the guest's exit propagates, the secondary
     const c = await LineClient.connect(p.port);
     assert.equal(await c.ask("INCR"), "1");
     void c.ask("EXIT 7", 2000);
-    assert.equal(await p.pri.exited, 7, p.pri.log);
+    assert.equal((await p.pri.finished).status, 7, p.pri.log);
     assert.match(p.pri.log, /both replicas ended/);
     await p.sec.line(/stood down/);
     assert.doesNotMatch(p.sec.log, /took over/);
@@ -160,7 +96,7 @@ test("both replicas end the same way: the guest's exit propagates, the secondary
 });
 
 /** Stall the secondary's process for `ms` (SIGSTOP/SIGCONT: shorter than its heartbeat timeout). */
-async function stall(p: Proc, ms: number): Promise<void> {
+async function stall(p: ColoChild, ms: number): Promise<void> {
   p.child.kill("SIGSTOP");
   await new Promise((r) => setTimeout(r, ms));
   p.child.kill("SIGCONT");
@@ -207,7 +143,7 @@ test("the PVM alone ends (trap): the secondary takes over with the pair's state;
     const stalled = stall(p.sec, 150);
     void c.ask(`BEFORE ${Date.now() + 60} trap`, 5000);
     await stalled;
-    assert.equal(await p.pri.exited, 5, p.pri.log);
+    assert.equal((await p.pri.finished).status, 5, p.pri.log);
     assert.match(p.pri.log, /handing over to the secondary/);
     const at = await p.sec.line(/took over; service on (\S+)/);
     const c2 = await LineClient.connect(Number(at.slice(at.lastIndexOf(":") + 1)));

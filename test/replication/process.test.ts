@@ -2,92 +2,25 @@
 // driven by redis-cli and redis-benchmark; `colo status` read back through the control socket;
 // `colo demo --json` end to end.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
+import { startPair } from "../../src/cli/child.ts";
 import { hasTool } from "../run/helpers.ts";
 import { ROOT } from "./helpers.ts";
 
 const run = promisify(execFile);
 const COLO = join(ROOT, "bin/colo.js");
 
-class Proc {
-  readonly child: ChildProcess;
-  log = "";
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [COLO, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    this.child.stdout!.on("data", (d: Buffer) => (this.log += d));
-    this.child.stderr!.on("data", (d: Buffer) => (this.log += d));
-  }
-  async line(re: RegExp, ms = 30_000): Promise<string> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const m = re.exec(this.log);
-      if (m !== null) return m[1] ?? m[0];
-      if (this.child.exitCode !== null || Date.now() > end) throw new Error(`no ${re} in:\n${this.log}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  async stop(): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      const done = new Promise<number | null>((r) => this.child.once("exit", (c) => r(c)));
-      this.child.kill("SIGTERM");
-      const t = setTimeout(() => this.child.kill("SIGKILL"), 5000);
-      const c = await done;
-      clearTimeout(t);
-      return c;
-    }
-    return this.child.exitCode;
-  }
-}
-
 async function pair(mode: string[], tag: string) {
-  const dir = mkdtempSync(join(tmpdir(), "colo-rep-"));
-  const psk = join(dir, "psk");
-  writeFileSync(psk, `${"ab".repeat(32)}\n`, { mode: 0o600 });
-  const sec = new Proc([
-    "secondary",
-    "--listen",
-    "127.0.0.1:0",
-    "--service",
-    "127.0.0.1:0",
-    "--psk-file",
-    psk,
-    "--name",
-    `${tag}-s`,
-  ]);
-  const listen = await sec.line(/listening on (\S+)/);
-  const pri = new Proc([
-    "primary",
-    "guests/kv.wasm",
-    "--service",
-    "127.0.0.1:0",
-    "--secondary",
-    listen,
-    "--psk-file",
-    psk,
-    "--verify",
-    "--name",
-    `${tag}-p`,
-    ...mode,
-  ]);
-  const service = await pri.line(/service on (\S+)/);
-  await pri.line(/colo primary: (protected) \(/);
-  const port = service.slice(service.lastIndexOf(":") + 1);
-  return {
-    sec,
-    pri,
-    port,
-    async close() {
-      const p = await pri.stop();
-      await sec.stop();
-      rmSync(dir, { recursive: true, force: true });
-      return p;
-    },
-  };
+  const p = await startPair({
+    guest: "guests/kv.wasm",
+    secondaryName: `${tag}-s`,
+    primaryName: `${tag}-p`,
+    primaryArgs: ["--verify", ...mode],
+  });
+  return { ...p, sec: p.sec!, port: String(p.port) };
 }
 
 async function cli(port: string, ...args: string[]): Promise<string> {
