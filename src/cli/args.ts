@@ -4,9 +4,8 @@
  * `parseCommandArgs` is node:util's parseArgs with the conventions every subcommand follows: a
  * parse error is a usage error (exit status 2), `-h`/`--help` prints the usage to stdout (exit
  * status 0); otherwise the flags and positionals come back. `serviceFlag` and `listenerFlags`
- * read the flags of the commands that run a received guest and wait for a peer (`colo receive`
- * today; `colo secondary` repeats the same flags and can adopt `LISTENER_OPTIONS` /
- * `listenerFlags` as they are).
+ * read the flags of the commands that run a received guest and wait for a peer (`colo receive`,
+ * `colo secondary`).
  */
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { usageError } from "./control.ts";
@@ -63,6 +62,18 @@ export function serviceFlag(
   const text = stringFlag(values, "service") ?? fallback;
   const service = parseServiceAddress(text);
   return service ?? usageError(prefix, `--service '${text}' is not HOST:PORT`, usage);
+}
+
+/** An optional `--KEY HOST:PORT`: undefined when absent; a usage error (exit status 2) when it is not HOST:PORT. */
+export function optionalAddressFlag(
+  prefix: string,
+  usage: string,
+  values: Flags,
+  key: string,
+): ServiceAddress | undefined | number {
+  const text = stringFlag(values, key);
+  if (text === undefined) return undefined;
+  return parseServiceAddress(text) ?? usageError(prefix, `--${key} '${text}' is not HOST:PORT`, usage);
 }
 
 /** The flags of a command that listens for a peer and serves the guest it receives. */

@@ -24,7 +24,6 @@
  */
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
-import { parseArgs } from "node:util";
 import type { WasmDomain as WasmDomainType } from "../guest/wasm/wasm-domain.ts";
 import type { PrimaryProxy } from "../proxy/primary.ts";
 import { type ReplicationSettings, STRATEGIES, settings } from "../replication/config.ts";
@@ -39,6 +38,7 @@ import {
   protectionOf,
 } from "../replication/failover.ts";
 import type { PrimaryController } from "../replication/primary.ts";
+import { type Flags, optionalAddressFlag, parseCommandArgs, serviceFlag, stringFlag } from "./args.ts";
 import { failure, usageError } from "./control.ts";
 import { becomeSecondary, EXIT_SWITCHED, primaryControlOps, watchPrimaryEnds } from "./primary-ops.ts";
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
@@ -94,16 +94,17 @@ export async function run(argv: string[]): Promise<number> {
   const dash = argv.indexOf("--");
   const own = dash < 0 ? argv : argv.slice(0, dash);
   const guestArgs = dash < 0 ? [] : argv.slice(dash + 1);
-  let values: Record<string, string | boolean | undefined>;
+  let values: Flags;
   let positionals: string[];
   let s: ReplicationSettings;
   let connectTimeout: number;
   let failover: FailoverConfig;
   try {
-    ({ values, positionals } = parseArgs({
-      args: own,
-      allowPositionals: true,
-      options: {
+    const args = parseCommandArgs(
+      "colo primary",
+      USAGE,
+      own,
+      {
         service: { type: "string" },
         secondary: { type: "string" },
         mode: { type: "string" },
@@ -119,13 +120,11 @@ export async function run(argv: string[]): Promise<number> {
         "insecure-no-tls": { type: "boolean" },
         listen: { type: "string" },
         ...FAILOVER_FLAGS,
-        help: { type: "boolean", short: "h" },
       },
-    }));
-    if (values.help === true) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
+      true,
+    );
+    if (typeof args === "number") return args;
+    ({ values, positionals } = args);
     if (positionals.length !== 1)
       throw new Error(positionals.length === 0 ? "missing GUEST.wasm" : "one GUEST.wasm only");
     const mode = (values.mode ?? "colo") as string;
@@ -150,24 +149,22 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     return usageError("colo primary", (e as Error).message, USAGE);
   }
-  const service = parseServiceAddress(typeof values.service === "string" ? values.service : "127.0.0.1:6379");
-  if (service === undefined) return usageError("colo primary", "--service is not HOST:PORT", USAGE);
-  const secondary = typeof values.secondary === "string" ? parseServiceAddress(values.secondary) : undefined;
+  const service = serviceFlag("colo primary", USAGE, values, "127.0.0.1:6379");
+  if (typeof service === "number") return service;
+  const secondary = parseServiceAddress(stringFlag(values, "secondary") ?? "");
   if (secondary === undefined) return usageError("colo primary", "--secondary HOST:PORT is required", USAGE);
-  const metricsAt = typeof values.metrics === "string" ? parseServiceAddress(values.metrics) : undefined;
-  if (values.metrics !== undefined && metricsAt === undefined)
-    return usageError("colo primary", "--metrics is not HOST:PORT", USAGE);
-  const listenBack = typeof values.listen === "string" ? parseServiceAddress(values.listen) : undefined;
-  if (values.listen !== undefined && listenBack === undefined)
-    return usageError("colo primary", "--listen is not HOST:PORT", USAGE);
+  const metricsAt = optionalAddressFlag("colo primary", USAGE, values, "metrics");
+  if (typeof metricsAt === "number") return metricsAt;
+  const listenBack = optionalAddressFlag("colo primary", USAGE, values, "listen");
+  if (typeof listenBack === "number") return listenBack;
   const modulePath = positionals[0]!;
-  const name = typeof values.name === "string" ? values.name : undefined;
+  const name = stringFlag(values, "name");
 
   const { securityFromOptions } = await import("../transport/security.ts");
   let security: ReturnType<typeof securityFromOptions>;
   try {
     security = securityFromOptions({
-      pskFile: typeof values["psk-file"] === "string" ? values["psk-file"] : undefined,
+      pskFile: stringFlag(values, "psk-file"),
       insecure: values["insecure-no-tls"] === true,
     });
   } catch (e) {

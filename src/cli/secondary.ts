@@ -22,13 +22,19 @@
  * Exit status: after a takeover, the guest's (3 / 4 as above); 1 listen failure; 2 usage;
  * 130/143 on signals.
  */
-import { parseArgs } from "node:util";
 import type { ReplicationSettings } from "../replication/config.ts";
 import { describeError } from "../replication/errors.ts";
 import { FAILOVER_OPS } from "../replication/failover.ts";
 import type { PrimaryController } from "../replication/primary.ts";
 import type { SecondaryController } from "../replication/secondary.ts";
 import type { Security } from "../transport/security.ts";
+import {
+  LISTENER_OPTIONS,
+  listenerFlags,
+  optionalAddressFlag,
+  parseCommandArgs,
+  stringFlag,
+} from "./args.ts";
 import { failure, usageError, wasmRestoreTarget } from "./control.ts";
 import { becomeSecondary, EXIT_SWITCHED, primaryControlOps, watchPrimaryEnds } from "./primary-ops.ts";
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
@@ -60,44 +66,27 @@ function say(m: string): void {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        listen: { type: "string" },
-        service: { type: "string" },
-        "psk-file": { type: "string" },
-        name: { type: "string" },
-        metrics: { type: "string" },
-        "heartbeat-timeout-ms": { type: "string" },
-        "heartbeat-ms": { type: "string" },
-        "fence-cmd": { type: "string" },
-        "fence-module": { type: "string" },
-        "fence-timeout-ms": { type: "string" },
-        "listen-any": { type: "boolean" },
-        "insecure-no-tls": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    return usageError("colo secondary", (e as Error).message, USAGE);
-  }
-  if (values.help === true) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const listenAt = typeof values.listen === "string" ? parseServiceAddress(values.listen) : undefined;
-  if (listenAt === undefined) return usageError("colo secondary", "--listen HOST:PORT is required", USAGE);
-  const service = parseServiceAddress(typeof values.service === "string" ? values.service : "127.0.0.1:6380");
-  if (service === undefined) return usageError("colo secondary", "--service is not HOST:PORT", USAGE);
-  const metricsAt = typeof values.metrics === "string" ? parseServiceAddress(values.metrics) : undefined;
-  if (values.metrics !== undefined && metricsAt === undefined)
-    return usageError("colo secondary", "--metrics is not HOST:PORT", USAGE);
+  const args = parseCommandArgs("colo secondary", USAGE, argv, {
+    ...LISTENER_OPTIONS,
+    name: { type: "string" },
+    metrics: { type: "string" },
+    "heartbeat-timeout-ms": { type: "string" },
+    "heartbeat-ms": { type: "string" },
+    "fence-cmd": { type: "string" },
+    "fence-module": { type: "string" },
+    "fence-timeout-ms": { type: "string" },
+  });
+  if (typeof args === "number") return args;
+  const { values } = args;
+  const flags = listenerFlags("colo secondary", USAGE, values, "127.0.0.1:6380");
+  if (typeof flags === "number") return flags;
+  const { listenAt, service } = flags;
+  const metricsAt = optionalAddressFlag("colo secondary", USAGE, values, "metrics");
+  if (typeof metricsAt === "number") return metricsAt;
   const hbTimeout =
     values["heartbeat-timeout-ms"] === undefined ? 500 : Number(values["heartbeat-timeout-ms"]);
   if (!(hbTimeout > 100)) return usageError("colo secondary", "--heartbeat-timeout-ms must be > 100", USAGE);
-  const name = typeof values.name === "string" ? values.name : undefined;
+  const name = stringFlag(values, "name");
   const { failoverConfig, failoverStatus, fencingNotice, protectionOf } = await import(
     "../replication/failover.ts"
   );
@@ -114,10 +103,7 @@ export async function run(argv: string[]): Promise<number> {
   const { SecondaryController } = await import("../replication/secondary.ts");
   let security: ReturnType<typeof securityFromOptions>;
   try {
-    security = securityFromOptions({
-      pskFile: typeof values["psk-file"] === "string" ? values["psk-file"] : undefined,
-      insecure: values["insecure-no-tls"] === true,
-    });
+    security = securityFromOptions({ pskFile: flags.pskFile, insecure: flags.insecure });
   } catch (e) {
     return failure("colo secondary", e);
   }
@@ -164,7 +150,7 @@ export async function run(argv: string[]): Promise<number> {
         host: listenAt.host,
         port: listenAt.port,
         security,
-        allowNonLoopback: values["listen-any"] === true,
+        allowNonLoopback: flags.allowNonLoopback,
         heartbeat: { timeoutMs: hbTimeout, intervalMs: failover.heartbeatMs },
       },
       (links) => {
