@@ -67,10 +67,8 @@ class TappedChannel extends MessageChannel {
   }
 }
 
-/** The primary's end of the three connections. */
-export interface PrimaryLinks {
-  readonly replication: SourceLink;
-  readonly mirror: PrimaryMirrorEnd;
+/** What both ends of the three connections offer. */
+export interface PairLinks {
   readonly heartbeat: Heartbeat;
   readonly peer: string;
   /** The pair's session id (hex), the same on both ends (the fencing hook's lock name). */
@@ -85,28 +83,24 @@ export interface PrimaryLinks {
   close(goodbye: boolean): void;
 }
 
-/** The secondary's end. */
-export interface SecondaryLinks {
-  readonly replication: TargetLink;
-  readonly mirror: SecondaryMirrorEnd;
-  readonly heartbeat: Heartbeat;
-  /** The primary's capability bits (its replication settings). */
-  readonly capabilities: bigint;
-  readonly peer: string;
-  /** The pair's session id (hex), the same on both ends (the fencing hook's lock name). */
-  readonly session: string;
-  onMirrorError(listener: (e: ProxyError) => void): void;
-  sendControl(type: number, body: Record<string, unknown>): void;
-  onControl(listener: (type: number, body: Record<string, unknown>) => void): void;
-  close(goodbye: boolean): void;
+/** The primary's end of the three connections. */
+export interface PrimaryLinks extends PairLinks {
+  readonly replication: SourceLink;
+  readonly mirror: PrimaryMirrorEnd;
 }
 
+/** The secondary's end. */
+export interface SecondaryLinks extends PairLinks {
+  readonly replication: TargetLink;
+  readonly mirror: SecondaryMirrorEnd;
+  /** The primary's capability bits (its replication settings). */
+  readonly capabilities: bigint;
+}
+
+/** The parts both ends share, and the options their mirror channel is made with. */
 interface Built {
-  heartbeat: Heartbeat;
-  sendControl(type: number, body: Record<string, unknown>): void;
-  onControl(listener: (type: number, body: Record<string, unknown>) => void): void;
-  mirrorErrors: ((e: ProxyError) => void)[];
-  close(goodbye: boolean): void;
+  readonly links: PairLinks;
+  readonly mirrorOptions: { onError(e: ProxyError): void };
 }
 
 function build(
@@ -117,9 +111,11 @@ function build(
   const heartbeat = new Heartbeat(tapped, hb);
   const mirrorErrors: ((e: ProxyError) => void)[] = [];
   let closed = false;
-  return {
+  const links: PairLinks = {
     heartbeat,
-    mirrorErrors,
+    peer: conns.replication.remote,
+    session: Buffer.from(conns.replication.local.session).toString("hex"),
+    onMirrorError: (l) => mirrorErrors.push(l),
     sendControl(type, body) {
       if (!tapped.closed) tapped.send(type, new TextEncoder().encode(JSON.stringify(body)));
     },
@@ -133,29 +129,26 @@ function build(
       conns.mirror.channel.destroy();
     },
   };
+  return {
+    links,
+    mirrorOptions: {
+      onError: (e) => {
+        for (const l of mirrorErrors) l(e);
+      },
+    },
+  };
 }
 
 export function primaryLinksOf(
   conns: Record<"replication" | "mirror" | "heartbeat", Connection>,
   hb: HeartbeatOptions = {},
 ): PrimaryLinks {
-  const b = build(conns, hb);
+  const { links, mirrorOptions } = build(conns, hb);
   const ch = conns.replication.channel;
-  const mirror = primaryMirrorChannel(new MessageChannel(conns.mirror.channel), {
-    onError: (e) => {
-      for (const l of b.mirrorErrors) l(e);
-    },
-  });
   return {
+    ...links,
     replication: { sink: channelSink(ch), back: channelSource(ch) },
-    mirror,
-    heartbeat: b.heartbeat,
-    peer: conns.replication.remote,
-    session: Buffer.from(conns.replication.local.session).toString("hex"),
-    onMirrorError: (l) => b.mirrorErrors.push(l),
-    sendControl: b.sendControl,
-    onControl: b.onControl,
-    close: b.close,
+    mirror: primaryMirrorChannel(new MessageChannel(conns.mirror.channel), mirrorOptions),
   };
 }
 
@@ -163,24 +156,13 @@ export function secondaryLinksOf(
   conns: Record<"replication" | "mirror" | "heartbeat", Connection>,
   hb: HeartbeatOptions = {},
 ): SecondaryLinks {
-  const b = build(conns, hb);
+  const { links, mirrorOptions } = build(conns, hb);
   const ch = conns.replication.channel;
-  const mirror = secondaryMirrorChannel(new MessageChannel(conns.mirror.channel), {
-    onError: (e) => {
-      for (const l of b.mirrorErrors) l(e);
-    },
-  });
   return {
+    ...links,
     replication: { source: channelSource(ch), back: channelSink(ch) },
-    mirror,
-    heartbeat: b.heartbeat,
+    mirror: secondaryMirrorChannel(new MessageChannel(conns.mirror.channel), mirrorOptions),
     capabilities: conns.replication.peer.capabilities,
-    peer: conns.replication.remote,
-    session: Buffer.from(conns.replication.local.session).toString("hex"),
-    onMirrorError: (l) => b.mirrorErrors.push(l),
-    sendControl: b.sendControl,
-    onControl: b.onControl,
-    close: b.close,
   };
 }
 
