@@ -11,8 +11,8 @@ import { HELLO, PROTOCOL_VERSION } from "../../src/transport/format.ts";
 import { encodeHello, newSessionId } from "../../src/transport/hello.ts";
 import { generatePsk, loadPskFile } from "../../src/transport/index.ts";
 import { clientTlsOptions } from "../../src/transport/security.ts";
-import { ColoProc, KV, scratch } from "./cluster.ts";
-import { freePort, PROTECTED_RE } from "./scenarios.ts";
+import { scratch } from "./cluster.ts";
+import { freePort, listeningSecondary, protectedPrimary } from "./scenarios.ts";
 
 const ready =
   SUBCOMMANDS.some((c) => c.name === "primary") && SUBCOMMANDS.some((c) => c.name === "secondary");
@@ -85,25 +85,7 @@ test("strangers, other versions and replays are refused, logged, and change noth
   const s = scratch();
   t.after(s.cleanup);
   const rPort = await freePort();
-  const sPort = await freePort();
-  const env = { XDG_RUNTIME_DIR: s.dir };
-  const secondary = new ColoProc(
-    "secondary",
-    [
-      "secondary",
-      "--name",
-      "hostile-s",
-      "--listen",
-      `127.0.0.1:${rPort}`,
-      "--service",
-      `127.0.0.1:${sPort}`,
-      "--psk-file",
-      s.psk,
-    ],
-    env,
-  );
-  t.after(() => secondary.kill9());
-  await secondary.waitFor(/listen/i);
+  const secondary = await listeningSecondary(t, s, "hostile-s", rPort);
   const key = loadPskFile(s.psk);
 
   // 1. A stranger: another key. TLS fails; nothing reaches the hello.
@@ -152,23 +134,6 @@ test("strangers, other versions and replays are refused, logged, and change noth
 
   // Nothing changed: the secondary never took over, and a real primary protects it now.
   assert.doesNotMatch(secondary.err, /taking over|took over/i);
-  const primary = new ColoProc(
-    "primary",
-    [
-      "primary",
-      KV,
-      "--name",
-      "hostile-p",
-      "--service",
-      "127.0.0.1:0",
-      "--secondary",
-      `127.0.0.1:${rPort}`,
-      "--psk-file",
-      s.psk,
-    ],
-    env,
-  );
-  t.after(() => primary.kill9());
-  await primary.waitFor(PROTECTED_RE, 60_000);
+  await protectedPrimary(t, s, "hostile-p", rPort);
   assert.equal(secondary.exited, false);
 });

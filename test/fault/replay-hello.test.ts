@@ -5,7 +5,7 @@
 // verdict, log it, and stay exactly as it was: still the primary's secondary, still applying its
 // checkpoints, never taking over.
 import assert from "node:assert/strict";
-import net from "node:net";
+import type net from "node:net";
 import { test } from "node:test";
 import tls from "node:tls";
 import { SUBCOMMANDS } from "../../src/cli/main.ts";
@@ -13,8 +13,8 @@ import { HELLO_SIZE, VERDICT_SIZE, Verdict } from "../../src/transport/format.ts
 import { decodeHello, decodeVerdict, hex } from "../../src/transport/hello.ts";
 import { loadPskFile } from "../../src/transport/index.ts";
 import { clientTlsOptions, serverTlsOptions } from "../../src/transport/security.ts";
-import { ColoProc, coloRun, KV, scratch } from "./cluster.ts";
-import { freePort, PROTECTED_RE } from "./scenarios.ts";
+import { coloRun, scratch } from "./cluster.ts";
+import { freePort, listeningSecondary, protectedPrimary } from "./scenarios.ts";
 
 const ready =
   SUBCOMMANDS.some((c) => c.name === "primary") && SUBCOMMANDS.some((c) => c.name === "secondary");
@@ -86,46 +86,11 @@ test("a replayed hello (same session, kind, nonce) from a key holder is refused,
   const key = loadPskFile(s.psk);
   const rPort = await freePort();
   const env = { XDG_RUNTIME_DIR: s.dir };
-  const secondary = new ColoProc(
-    "secondary",
-    [
-      "secondary",
-      "--name",
-      "replay-s",
-      "--listen",
-      `127.0.0.1:${rPort}`,
-      "--service",
-      `127.0.0.1:${await freePort()}`,
-      "--psk-file",
-      s.psk,
-    ],
-    env,
-  );
-  t.after(() => secondary.kill9());
-  await secondary.waitFor(/listening on/, 30_000);
+  const secondary = await listeningSecondary(t, s, "replay-s", rPort);
   const hellos: Uint8Array[] = [];
   const relay = await recordingRelay(rPort, key, hellos);
   t.after(() => relay.close());
-  const primary = new ColoProc(
-    "primary",
-    [
-      "primary",
-      KV,
-      "--name",
-      "replay-p",
-      "--service",
-      "127.0.0.1:0",
-      "--secondary",
-      `127.0.0.1:${relay.port}`,
-      "--psk-file",
-      s.psk,
-      "--max-interval-ms",
-      "50",
-    ],
-    env,
-  );
-  t.after(() => primary.kill9());
-  await primary.waitFor(PROTECTED_RE, 60_000);
+  const primary = await protectedPrimary(t, s, "replay-p", relay.port, ["--max-interval-ms", "50"]);
 
   const recorded = hellos.map(decodeHello).findIndex((h) => h.kind === "replication");
   assert.ok(

@@ -54,6 +54,73 @@ export interface Pair {
 export const PROTECTED_RE = /colo primary: protected/;
 export const UNPROTECTED_RE = /UNPROTECTED/;
 
+/** A scratch directory holding the key (cluster.ts `scratch()`); control sockets go there too. */
+export interface Scratch {
+  readonly dir: string;
+  readonly psk: string;
+}
+
+/**
+ * A lone `colo secondary` named `name`, replication on 127.0.0.1:`rPort`, for tests that talk to
+ * it themselves; killed when the test ends. Resolves once it listens.
+ */
+export async function listeningSecondary(
+  t: { after(fn: () => unknown): void },
+  s: Scratch,
+  name: string,
+  rPort: number,
+): Promise<ColoProc> {
+  const secondary = new ColoProc(
+    "secondary",
+    [
+      "secondary",
+      "--name",
+      name,
+      "--listen",
+      `127.0.0.1:${rPort}`,
+      "--service",
+      `127.0.0.1:${await freePort()}`,
+      "--psk-file",
+      s.psk,
+    ],
+    { XDG_RUNTIME_DIR: s.dir },
+  );
+  t.after(() => secondary.kill9());
+  await secondary.waitFor(/listening on/, 30_000);
+  return secondary;
+}
+
+/** A `colo primary` (kv guest) named `name` against 127.0.0.1:`port`; killed when the test
+ * ends. Resolves once it is protected. */
+export async function protectedPrimary(
+  t: { after(fn: () => unknown): void },
+  s: Scratch,
+  name: string,
+  port: number,
+  extra: readonly string[] = [],
+): Promise<ColoProc> {
+  const primary = new ColoProc(
+    "primary",
+    [
+      "primary",
+      KV,
+      "--name",
+      name,
+      "--service",
+      "127.0.0.1:0",
+      "--secondary",
+      `127.0.0.1:${port}`,
+      "--psk-file",
+      s.psk,
+      ...extra,
+    ],
+    { XDG_RUNTIME_DIR: s.dir },
+  );
+  t.after(() => primary.kill9());
+  await primary.waitFor(PROTECTED_RE, 60_000);
+  return primary;
+}
+
 /** Seeds that failed (the primary ran on unprotected before it was ever protected) and were retried. */
 export const seedFailures = { count: 0 };
 
