@@ -240,6 +240,9 @@ export class SecondaryProxy extends EventEmitter<SecondaryProxyEvents> {
         }
         this.#bytesDropped += m.bytes.byteLength;
       }
+      // Its id is used even if the guest closed it before the checkpoint (the host state no
+      // longer lists it): the primary may still mirror the client's late input for it.
+      if (m.kind === "open" && m.conn > this.#maxOpened) this.#maxOpened = m.conn;
       return;
     }
     switch (m.kind) {

@@ -150,3 +150,21 @@ test("a mirror flood during a checkpoint beyond the buffer cap is an overflow", 
   link.deliver({ kind: "data", seq: 0, conn: 0, offset: 0, bytes: new Uint8Array(200) });
   assert.equal(errors[0]?.code, "overflow");
 });
+
+test("an open the checkpoint already holds still uses its id: later input for it, closed by the guest, is not a protocol error", () => {
+  const { link, svm, proxy, errors } = setup();
+  proxy.pauseForCheckpoint();
+  // In flight when checkpoint 1 began; the PVM accepted and closed connection 0 before it, so
+  // the checkpoint's host state no longer holds it.
+  link.deliver({ kind: "open", seq: 0, conn: 0 });
+  proxy.checkpointApplied(1, new Map());
+  // Client input queued on the primary during the pause, fed (and mirrored) after it.
+  link.deliver({ kind: "data", seq: 1, conn: 0, offset: 0, bytes: b("late") });
+  link.deliver({ kind: "eof", seq: 1, conn: 0, offset: 4 });
+  assert.deepEqual(errors, []);
+  assert.equal(svm.inputs.length, 0, "a connection the SVM no longer has gets nothing");
+  // Its id stays used.
+  link.deliver({ kind: "open", seq: 1, conn: 0 });
+  assert.equal(errors.length, 1);
+  assert.match(errors[0]!.message, /already used/);
+});
