@@ -303,7 +303,14 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       this.#setState("standby");
       return;
     }
-    if (this.#takeoverWanted) return;
+    if (this.#takeoverWanted) {
+      // A takeover waited for this apply (#recorded carries it out): the mirror receiver learns
+      // the applied checkpoint's connections (the new primary's proxy ends and numbers from them),
+      // and the state leaves "applying" so that #takeover no longer defers.
+      if (!seed) this.#sproxy!.checkpointApplied(Number(seq), summary.inputs);
+      this.#setState("suspended");
+      return;
+    }
     // As on the primary: the resume request first, then the mirrored input fed in the same turn.
     const resumed = domain.resume();
     resumed.catch(() => {});
