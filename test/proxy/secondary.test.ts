@@ -161,7 +161,7 @@ test("an open the checkpoint already holds still uses its id: later input for it
   // Client input queued on the primary during the pause, fed (and mirrored) after it.
   link.deliver({ kind: "data", seq: 1, conn: 0, offset: 0, bytes: b("late") });
   link.deliver({ kind: "eof", seq: 1, conn: 0, offset: 4 });
-  assert.deepEqual(errors, []);
+  assert.equal(errors.length, 0, errors[0]?.message);
   assert.equal(svm.inputs.length, 0, "a connection the SVM no longer has gets nothing");
   // Its id stays used.
   link.deliver({ kind: "open", seq: 1, conn: 0 });
