@@ -588,6 +588,8 @@ export function decodeState(
   const roots: number[] = [];
   const nroots = r.count("roots", 4);
   for (let i = 0; i < nroots; i++) roots.push(r.u32("root"));
+  // Membership by set: a body may list a root many times, and a list scan per inode is quadratic.
+  const rootSet = new Set(roots);
   const inodes = new Map<number, Inode>();
   const ninodes = r.count("inodes", 29);
   let prevIno = 0;
@@ -667,22 +669,29 @@ export function decodeState(
       const l = links.get(n.ino) ?? 0;
       if (l !== n.nlink) r.fail("nlink", `inode ${n.ino} has nlink ${n.nlink} but ${l} names`);
       if (l === 0 && !referencedByFd.has(n.ino)) r.fail("nlink", `inode ${n.ino} is unreachable`);
-    } else if (!roots.includes(n.ino)) {
+    } else if (!rootSet.has(n.ino)) {
       if (dirParent.get(n.ino) !== n.parent) r.fail("parent", `directory ${n.ino} has a wrong parent`);
     }
   }
-  // Every directory must reach a root through parents (no detached cycles).
+  // Every directory must reach a root through parents (no detached cycles). Directories found to
+  // reach one are remembered, so each parent link is walked once: O(inodes) steps, not O(depth²).
+  const reachesRoot = new Set<number>();
   for (const n of inodes.values()) {
     if (n.kind !== "dir") continue;
     let d: DirNode = n;
-    for (let steps = 0; ; steps++) {
+    const walked: number[] = [];
+    for (let steps = 0; !reachesRoot.has(d.ino); steps++) {
       if (steps > inodes.size) r.fail("parent", `directory ${n.ino} does not reach a root`);
-      if (d.parent === d.ino) break;
+      walked.push(d.ino);
+      if (d.parent === d.ino) {
+        if (!rootSet.has(d.ino)) r.fail("parent", `directory ${n.ino} does not reach a root`);
+        break;
+      }
       const p = inodes.get(d.parent);
       if (p === undefined || p.kind !== "dir") r.fail("parent", `directory ${d.ino} has no parent directory`);
       d = p;
     }
-    if (!roots.includes(d.ino)) r.fail("parent", `directory ${n.ino} does not reach a root`);
+    for (const ino of walked) reachesRoot.add(ino);
   }
 
   // Blocks.
@@ -730,8 +739,14 @@ export function decodeState(
     const count = Math.ceil(f.size / BLOCK_SIZE);
     const mine = carried.get(f.ino);
     const cur = mode === 0 ? current.inodes.get(f.ino) : undefined;
-    const blocks: Array<Uint8Array | undefined> = new Array(count).fill(undefined);
-    for (let b = 0; b < count; b++) {
+    // The array ends at the last block that can hold data (a shorter array reads as holes), so a
+    // sparse file costs entries for the blocks the body carries or this host already holds, never
+    // for the size it claims (up to 2^53-1 bytes when the caller passes no file-system cap).
+    let length = cur !== undefined && cur.kind === "file" ? Math.min(count, cur.blocks.length) : 0;
+    if (mine !== undefined)
+      for (const [b, data] of mine) if (data !== undefined) length = Math.max(length, b + 1);
+    const blocks: Array<Uint8Array | undefined> = new Array(length).fill(undefined);
+    for (let b = 0; b < length; b++) {
       if (mine?.has(b)) blocks[b] = mine.get(b);
       else if (cur !== undefined && cur.kind === "file") {
         const src = cur.blocks[b];
