@@ -154,6 +154,12 @@ async function handleLine(
     send({ id: null, ok: false, error: { code: "protocol", message: "request is not JSON" } });
     return;
   }
+  // JSON but not an object (null, a number, an array): reading its fields would throw out of
+  // this un-awaited handler and take the process down.
+  if (typeof req !== "object" || req === null || Array.isArray(req)) {
+    send({ id: null, ok: false, error: { code: "protocol", message: "request is not a JSON object" } });
+    return;
+  }
   const id = typeof req.id === "number" ? req.id : null;
   const handler =
     typeof req.op === "string" && Object.hasOwn(handlers, req.op) ? handlers[req.op] : undefined;
@@ -166,7 +172,8 @@ async function handleLine(
     const result = await handler(args, (progress) => send({ id, progress }));
     send({ id, ok: true, result: result ?? null });
   } catch (e) {
-    const code = typeof (e as { code?: unknown }).code === "string" ? (e as { code: string }).code : "error";
+    const code =
+      typeof (e as { code?: unknown } | null)?.code === "string" ? (e as { code: string }).code : "error";
     send({ id, ok: false, error: { code, message: e instanceof Error ? e.message : String(e) } });
   }
 }

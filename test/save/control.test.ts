@@ -73,3 +73,40 @@ test("guest names are checked", () => {
   );
   assert.match(controlPath("kv-1"), /kv-1\.sock$/);
 });
+
+test("hostile request lines (JSON null, non-objects, a handler throwing null) get a protocol answer, no crash", async () => {
+  const { connect } = await import("node:net");
+  const s = await startControlServer("gamma", {
+    info: async () => ({ name: "gamma" }),
+    boom: async () => {
+      throw null;
+    },
+  });
+  try {
+    const lines = ["null", "5", '"info"', "[]", '{"id":7,"op":"boom"}', "{nope", '{"id":8,"op":"info"}'];
+    const answers = await new Promise<Record<string, unknown>[]>((resolve, reject) => {
+      const sock = connect(controlPath("gamma"));
+      let buf = "";
+      sock.setEncoding("utf8");
+      sock.on("error", reject);
+      sock.on("data", (chunk: string) => {
+        buf += chunk;
+        const got = buf.split("\n").filter((l) => l !== "");
+        if (got.length === lines.length) {
+          sock.destroy();
+          resolve(got.map((l) => JSON.parse(l) as Record<string, unknown>));
+        }
+      });
+      sock.write(`${lines.join("\n")}\n`);
+    });
+    const byId = new Map(answers.map((a) => [a.id, a]));
+    assert.deepEqual(byId.get(8), { id: 8, ok: true, result: { name: "gamma" } });
+    assert.equal((byId.get(7) as { ok: boolean }).ok, false);
+    const failed = answers.filter((a) => a.ok === false);
+    assert.equal(failed.length, lines.length - 1);
+    // The server still answers afterwards.
+    assert.deepEqual(await controlRequest("gamma", "info"), { name: "gamma" });
+  } finally {
+    await s.close();
+  }
+});
