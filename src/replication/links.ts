@@ -56,7 +56,11 @@ class TappedChannel extends MessageChannel {
       if (m.type >= MessageType.controlFirst && m.type <= MessageType.controlLast) {
         let body: Record<string, unknown> = {};
         try {
-          body = JSON.parse(new TextDecoder().decode(m.body)) as Record<string, unknown>;
+          const parsed: unknown = JSON.parse(new TextDecoder().decode(m.body));
+          // Only an object is handed on: listeners read fields at once, and null would throw
+          // out of the socket's data handler (an uncaught exception ends the process).
+          if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed))
+            body = parsed as Record<string, unknown>;
         } catch {
           // a malformed body is handed on empty; the receiver checks its fields
         }
