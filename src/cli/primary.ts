@@ -26,7 +26,7 @@ import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import type { WasmDomain as WasmDomainType } from "../guest/wasm/wasm-domain.ts";
 import type { PrimaryProxy } from "../proxy/primary.ts";
-import { type ReplicationSettings, STRATEGIES, settings } from "../replication/config.ts";
+import { MAX_TIMER_MS, type ReplicationSettings, STRATEGIES, settings } from "../replication/config.ts";
 import { describeError } from "../replication/errors.ts";
 import {
   FAILOVER_FLAGS,
@@ -86,7 +86,8 @@ function say(m: string): void {
 function num(v: unknown, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number`);
+  if (!Number.isFinite(n) || n < 0 || n > MAX_TIMER_MS)
+    throw new Error(`${name} must be a number of ms from 0 to ${MAX_TIMER_MS}`);
   return n;
 }
 

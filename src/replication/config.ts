@@ -12,6 +12,13 @@
 import { Capability } from "../transport/format.ts";
 import { ReplicationError } from "./errors.ts";
 
+/**
+ * The longest delay a Node.js timer honours, ms (2^31 − 1, about 24.8 days). A larger one is
+ * silently turned into 1 ms, so a flag such as `--heartbeat-timeout-ms 3e9` would declare the
+ * peer lost at once: every millisecond flag is refused above this.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 export type ReplicationMode = "colo" | "remus";
 export const MODES: readonly ReplicationMode[] = ["colo", "remus"];
 

@@ -17,6 +17,7 @@
  *   held outputs, unless a fencing hook is configured: then hold every output until the hook
  *   answers; won = run on unprotected, lost = stop serving.
  */
+import { MAX_TIMER_MS } from "./config.ts";
 import {
   DEFAULT_FENCE_TIMEOUT_MS,
   type Fence,
@@ -217,8 +218,8 @@ export class FailoverConfigError extends Error {
 function ms(name: string, text: string | undefined, dflt: number): number {
   if (text === undefined) return dflt;
   const n = Number(text);
-  if (!/^\d+$/.test(text) || !(n > 0))
-    throw new FailoverConfigError(`--${name} must be a positive integer (ms)`);
+  if (!/^\d+$/.test(text) || !(n > 0) || n > MAX_TIMER_MS)
+    throw new FailoverConfigError(`--${name} must be a positive integer of ms up to ${MAX_TIMER_MS}`);
   return n;
 }
 

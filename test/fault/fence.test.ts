@@ -87,6 +87,11 @@ test("fence flags: none, one of each, both refused, bad timeout refused", async 
     FailoverConfigError,
   );
   await assert.rejects(failoverConfig({ "heartbeat-ms": "abc" }), FailoverConfigError);
+  // Past Node's timer limit (2^31 − 1 ms) a delay silently becomes 1 ms: a 3e9 ms timeout would
+  // declare the peer lost at once, so it is refused.
+  await assert.rejects(failoverConfig({ "heartbeat-timeout-ms": "3000000000" }), FailoverConfigError);
+  await assert.rejects(failoverConfig({ "fence-timeout-ms": "2147483648" }), FailoverConfigError);
+  assert.equal((await failoverConfig({ "heartbeat-timeout-ms": "2147483647" })).heartbeatTimeoutMs, 2147483647);
   const c = await failoverConfig({});
   assert.deepEqual([c.heartbeatMs, c.heartbeatTimeoutMs, c.fence], [100, 500, undefined]);
   assert.match(fencingNotice(c), /WARNING: .*cut link can leave both serving/);
