@@ -91,7 +91,10 @@ test("fence flags: none, one of each, both refused, bad timeout refused", async 
   // declare the peer lost at once, so it is refused.
   await assert.rejects(failoverConfig({ "heartbeat-timeout-ms": "3000000000" }), FailoverConfigError);
   await assert.rejects(failoverConfig({ "fence-timeout-ms": "2147483648" }), FailoverConfigError);
-  assert.equal((await failoverConfig({ "heartbeat-timeout-ms": "2147483647" })).heartbeatTimeoutMs, 2147483647);
+  assert.equal(
+    (await failoverConfig({ "heartbeat-timeout-ms": "2147483647" })).heartbeatTimeoutMs,
+    2147483647,
+  );
   const c = await failoverConfig({});
   assert.deepEqual([c.heartbeatMs, c.heartbeatTimeoutMs, c.fence], [100, 500, undefined]);
   assert.match(fencingNotice(c), /WARNING: .*cut link can leave both serving/);

@@ -2,8 +2,8 @@
 // starts: a millisecond flag past Node's timer limit (2^31 − 1) would silently become 1 ms.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 
 const COLO = fileURLToPath(new URL("../../bin/colo.js", import.meta.url));
 const KV = fileURLToPath(new URL("../../guests/kv.wasm", import.meta.url));
