@@ -489,15 +489,42 @@ class Host implements WasiHost {
     return E.SUCCESS;
   }
 
-  /** Read two (dir fd, right, path) arguments: paths first (FAULT), then fds (BADF/NOTCAPABLE). */
-  private pathPair(
-    a: [fd: number, right: bigint, ptr: number, len: number],
-    b: [fd: number, right: bigint, ptr: number, len: number],
-  ): [number, string, number, string] {
+  /**
+   * path_rename and path_link: both paths are read first (FAULT), then both dir fds are checked
+   * (BADF/NOTCAPABLE, source before target), then the vfs does `op`.
+   */
+  private twoPathCall(
+    op: "rename" | "link",
+    src: [fd: number, ptr: number, len: number],
+    dst: [fd: number, ptr: number, len: number],
+  ): number {
     const m = this.mem();
-    const pa = m.string(a[2], a[3]);
-    const pb = m.string(b[2], b[3]);
-    return [this.dirFd(a[0], a[1]).ino, pa, this.dirFd(b[0], b[1]).ino, pb];
+    const srcPath = m.string(src[1], src[2]);
+    const dstPath = m.string(dst[1], dst[2]);
+    const rename = op === "rename";
+    const a = this.dirFd(src[0], rename ? R.PATH_RENAME_SOURCE : R.PATH_LINK_SOURCE).ino;
+    const b = this.dirFd(dst[0], rename ? R.PATH_RENAME_TARGET : R.PATH_LINK_TARGET).ino;
+    if (rename) this.vfs.rename(a, srcPath, b, dstPath);
+    else this.vfs.link(a, srcPath, b, dstPath);
+    return E.SUCCESS;
+  }
+
+  /**
+   * The frame of the iovec calls (fd_read, fd_write, fd_pread, fd_pwrite, sock_send): the iovecs,
+   * then the count pointer, are checked (FAULT) before `body` runs; the byte count `body` returns
+   * is stored at `nPtr`.
+   */
+  private iovCall(
+    iovsPtr: number,
+    iovsLen: number,
+    nPtr: number,
+    body: (m: GuestMemory, iovs: Array<{ ptr: number; len: number }>) => number,
+  ): number {
+    const m = this.mem();
+    const iovs = m.iovecs(iovsPtr, iovsLen);
+    m.check(nPtr, 4);
+    m.setU32(nPtr, body(m, iovs));
+    return E.SUCCESS;
   }
 
   private toSafe(v: bigint, errno: number): number {
@@ -557,84 +584,63 @@ class Host implements WasiHost {
         return E.SUCCESS;
       },
 
-      fd_write: (fd: number, iovsPtr: number, iovsLen: number, nPtr: number) => {
-        const m = this.mem();
-        const iovs = m.iovecs(iovsPtr, iovsLen);
-        m.check(nPtr, 4);
-        const e = this.fd(fd);
-        if ((e.rightsBase & R.FD_WRITE) === 0n) throw new Errno(E.BADF);
-        const bytes = m.gather(iovs);
-        let n: number;
-        switch (e.kind) {
-          case "stdout":
-          case "stderr":
-            n = this.stdWrite(e.kind, bytes);
-            break;
-          case "conn":
-            n = this.connWrite(e, bytes);
-            break;
-          case "file": {
-            const { node } = this.fileFd(fd, R.FD_WRITE);
-            const pos = (e.flags & FDFLAGS.APPEND) !== 0 ? node.size : e.pos;
-            this.vfs.write(node, pos, bytes);
-            e.pos = pos + bytes.length;
-            n = bytes.length;
-            break;
+      fd_write: (fd: number, iovsPtr: number, iovsLen: number, nPtr: number) =>
+        this.iovCall(iovsPtr, iovsLen, nPtr, (m, iovs) => {
+          const e = this.fd(fd);
+          if ((e.rightsBase & R.FD_WRITE) === 0n) throw new Errno(E.BADF);
+          const bytes = m.gather(iovs);
+          switch (e.kind) {
+            case "stdout":
+            case "stderr":
+              return this.stdWrite(e.kind, bytes);
+            case "conn":
+              return this.connWrite(e, bytes);
+            case "file": {
+              const { node } = this.fileFd(fd, R.FD_WRITE);
+              const pos = (e.flags & FDFLAGS.APPEND) !== 0 ? node.size : e.pos;
+              this.vfs.write(node, pos, bytes);
+              e.pos = pos + bytes.length;
+              return bytes.length;
+            }
+            default:
+              throw new Errno(E.BADF);
           }
-          default:
-            throw new Errno(E.BADF);
-        }
-        m.setU32(nPtr, n);
-        return E.SUCCESS;
-      },
-      fd_read: (fd: number, iovsPtr: number, iovsLen: number, nPtr: number) => {
-        const m = this.mem();
-        const iovs = m.iovecs(iovsPtr, iovsLen);
-        m.check(nPtr, 4);
-        const e = this.fd(fd);
-        if (e.kind === "dir") throw new Errno(E.ISDIR);
-        if (e.kind === "listen") throw new Errno(E.NOTCONN);
-        if ((e.rightsBase & R.FD_READ) === 0n) throw new Errno(E.BADF);
-        let n: number;
-        switch (e.kind) {
-          case "stdin":
-            n = this.queueRead(() => this.state.stdin, e, iovs, false, m, { kind: "stdin-drained" });
-            break;
-          case "conn":
-            n = this.connRead(e, iovs, false, m);
-            break;
-          case "file": {
-            const { node } = this.fileFd(fd, R.FD_READ);
-            n = m.scatter(iovs, this.vfs.read(node, e.pos, iovTotal(iovs)));
-            e.pos += n;
-            break;
+        }),
+      fd_read: (fd: number, iovsPtr: number, iovsLen: number, nPtr: number) =>
+        this.iovCall(iovsPtr, iovsLen, nPtr, (m, iovs) => {
+          const e = this.fd(fd);
+          if (e.kind === "dir") throw new Errno(E.ISDIR);
+          if (e.kind === "listen") throw new Errno(E.NOTCONN);
+          if ((e.rightsBase & R.FD_READ) === 0n) throw new Errno(E.BADF);
+          switch (e.kind) {
+            case "stdin":
+              return this.queueRead(() => this.state.stdin, e, iovs, false, m, { kind: "stdin-drained" });
+            case "conn":
+              return this.connRead(e, iovs, false, m);
+            case "file": {
+              const { node } = this.fileFd(fd, R.FD_READ);
+              const n = m.scatter(iovs, this.vfs.read(node, e.pos, iovTotal(iovs)));
+              e.pos += n;
+              return n;
+            }
+            default:
+              throw new Errno(E.BADF);
           }
-          default:
-            throw new Errno(E.BADF);
-        }
-        m.setU32(nPtr, n);
-        return E.SUCCESS;
-      },
-      fd_pread: (fd: number, iovsPtr: number, iovsLen: number, offset: bigint, nPtr: number) => {
-        const m = this.mem();
-        const iovs = m.iovecs(iovsPtr, iovsLen);
-        m.check(nPtr, 4);
-        const { node } = this.fileFd(fd, R.FD_READ);
-        const pos = this.toSafe(offset, E.INVAL);
-        m.setU32(nPtr, m.scatter(iovs, this.vfs.read(node, pos, iovTotal(iovs))));
-        return E.SUCCESS;
-      },
-      fd_pwrite: (fd: number, iovsPtr: number, iovsLen: number, offset: bigint, nPtr: number) => {
-        const m = this.mem();
-        const iovs = m.iovecs(iovsPtr, iovsLen);
-        m.check(nPtr, 4);
-        const { node } = this.fileFd(fd, R.FD_WRITE);
-        const pos = this.toSafe(offset, E.INVAL);
-        const bytes = m.gather(iovs);
-        this.vfs.write(node, pos, bytes);
-        m.setU32(nPtr, bytes.length);
-        return E.SUCCESS;
-      },
+        }),
+      fd_pread: (fd: number, iovsPtr: number, iovsLen: number, offset: bigint, nPtr: number) =>
+        this.iovCall(iovsPtr, iovsLen, nPtr, (m, iovs) => {
+          const { node } = this.fileFd(fd, R.FD_READ);
+          const pos = this.toSafe(offset, E.INVAL);
+          return m.scatter(iovs, this.vfs.read(node, pos, iovTotal(iovs)));
+        }),
+      fd_pwrite: (fd: number, iovsPtr: number, iovsLen: number, offset: bigint, nPtr: number) =>
+        this.iovCall(iovsPtr, iovsLen, nPtr, (m, iovs) => {
+          const { node } = this.fileFd(fd, R.FD_WRITE);
+          const pos = this.toSafe(offset, E.INVAL);
+          const bytes = m.gather(iovs);
+          this.vfs.write(node, pos, bytes);
+          return bytes.length;
+        }),
       fd_seek: (fd: number, offset: bigint, whence: number, newPtr: number) => {
         const m = this.mem();
         m.check(newPtr, 8);
@@ -890,37 +896,17 @@ class Host implements WasiHost {
         this.vfs.unlink(d.ino, path);
         return E.SUCCESS;
       },
-      path_rename: (
-        fd: number,
-        oldPtr: number,
-        oldLen: number,
-        newFdNum: number,
-        newPtr: number,
-        newLen: number,
-      ) => {
-        const [a, oldPath, b, newPath] = this.pathPair(
-          [fd, R.PATH_RENAME_SOURCE, oldPtr, oldLen],
-          [newFdNum, R.PATH_RENAME_TARGET, newPtr, newLen],
-        );
-        this.vfs.rename(a, oldPath, b, newPath);
-        return E.SUCCESS;
-      },
+      path_rename: (fd: number, ptr: number, len: number, toFd: number, toPtr: number, toLen: number) =>
+        this.twoPathCall("rename", [fd, ptr, len], [toFd, toPtr, toLen]),
       path_link: (
-        oldFd: number,
-        _oldFlags: number,
-        oldPtr: number,
-        oldLen: number,
-        newFdNum: number,
-        newPtr: number,
-        newLen: number,
-      ) => {
-        const [a, oldPath, b, newPath] = this.pathPair(
-          [oldFd, R.PATH_LINK_SOURCE, oldPtr, oldLen],
-          [newFdNum, R.PATH_LINK_TARGET, newPtr, newLen],
-        );
-        this.vfs.link(a, oldPath, b, newPath);
-        return E.SUCCESS;
-      },
+        fd: number,
+        _flags: number,
+        ptr: number,
+        len: number,
+        toFd: number,
+        toPtr: number,
+        toLen: number,
+      ) => this.twoPathCall("link", [fd, ptr, len], [toFd, toPtr, toLen]),
       path_symlink: (oldPtr: number, oldLen: number, fd: number, newPtr: number, newLen: number) => {
         const m = this.mem();
         m.string(oldPtr, oldLen);
@@ -1017,15 +1003,8 @@ class Host implements WasiHost {
         m.writeStruct(roFlagsPtr, 2, (dv, p) => dv.setUint16(p, 0, true));
         return E.SUCCESS;
       },
-      sock_send: (fd: number, iovsPtr: number, iovsLen: number, _siFlags: number, nPtr: number) => {
-        const m = this.mem();
-        const iovs = m.iovecs(iovsPtr, iovsLen);
-        m.check(nPtr, 4);
-        const e = this.connFd(fd);
-        const n = this.connWrite(e, m.gather(iovs));
-        m.setU32(nPtr, n);
-        return E.SUCCESS;
-      },
+      sock_send: (fd: number, iovsPtr: number, iovsLen: number, _siFlags: number, nPtr: number) =>
+        this.iovCall(iovsPtr, iovsLen, nPtr, (m, iovs) => this.connWrite(this.connFd(fd), m.gather(iovs))),
       sock_shutdown: (fd: number, how: number) => {
         const e = this.connFd(fd);
         if (how !== SDFLAGS.RD && how !== SDFLAGS.WR && how !== (SDFLAGS.RD | SDFLAGS.WR)) return E.INVAL;
