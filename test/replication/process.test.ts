@@ -82,7 +82,13 @@ test("two processes, Remus: replies only after the covering checkpoint, values k
     assert.equal(s.mode, "remus");
     assert.ok((totals.checkpoints ?? 0) >= 5);
     assert.equal(totals.verified, totals.checkpoints);
-    assert.equal((await status(`t${process.pid}b-s`)).state, "standby");
+    // A Remus secondary never runs its replica: between epochs it stands by, and a status taken
+    // during one of the 25 ms epochs' checkpoints may find it buffering or applying.
+    const secondaryState = (await status(`t${process.pid}b-s`)).state;
+    assert.ok(
+      ["standby", "buffering", "applying"].includes(String(secondaryState)),
+      `Remus secondary state ${secondaryState}`,
+    );
   } finally {
     await p.close();
   }
