@@ -19,6 +19,56 @@ export const EXIT_FENCED_OUT = 4;
 /** Exit status of a --verify mismatch (a bug in colo: the secondary was not a faithful copy). */
 export const EXIT_VERIFY_FAILED = 3;
 
+/**
+ * Seed the secondary at `at` and protect the guest with it, in the background. The secondary may
+ * still be starting: a failed try is retried every `retryMs` until `timeoutMs` from now; then, or
+ * as soon as the controller is no longer unprotected, it gives up with "WARNING: running
+ * UNPROTECTED: <why><error>". Once `stopped()` is true a failure ends it silently.
+ */
+export function protectInBackground(o: {
+  readonly controller: PrimaryController;
+  readonly settings: ReplicationSettings;
+  readonly security: Security;
+  readonly heartbeat: { readonly intervalMs: number; readonly timeoutMs: number };
+  readonly at: { readonly host: string; readonly port: number };
+  readonly timeoutMs: number;
+  readonly retryMs: number;
+  readonly stopped?: () => boolean;
+  /** Said once protected. */
+  readonly protectedMessage: string;
+  /** Put before the error when giving up. */
+  readonly why: string;
+  readonly say: (m: string) => void;
+}): void {
+  void (async () => {
+    const { capabilitiesOf } = await import("../replication/config.ts");
+    const { dialSecondary } = await import("../replication/links.ts");
+    const { describeError } = await import("../replication/errors.ts");
+    const deadline = Date.now() + o.timeoutMs;
+    for (;;) {
+      try {
+        const links = await dialSecondary({
+          host: o.at.host,
+          port: o.at.port,
+          security: o.security,
+          capabilities: capabilitiesOf(o.settings),
+          heartbeat: o.heartbeat,
+        });
+        await o.controller.protect(links);
+        o.say(o.protectedMessage);
+        return;
+      } catch (e) {
+        if (o.stopped?.() === true) return;
+        if (Date.now() > deadline || o.controller.state !== "unprotected") {
+          o.say(`WARNING: running UNPROTECTED: ${o.why}${describeError(e)}`);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, o.retryMs));
+      }
+    }
+  })();
+}
+
 export interface PrimaryOpsContext {
   readonly controller: PrimaryController;
   readonly settings: ReplicationSettings;

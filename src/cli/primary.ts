@@ -27,7 +27,6 @@ import { basename } from "node:path";
 import type { WasmDomain as WasmDomainType } from "../guest/wasm/wasm-domain.ts";
 import type { PrimaryProxy } from "../proxy/primary.ts";
 import { MAX_TIMER_MS, type ReplicationSettings, STRATEGIES, settings } from "../replication/config.ts";
-import { describeError } from "../replication/errors.ts";
 import {
   FAILOVER_FLAGS,
   FAILOVER_USAGE,
@@ -40,7 +39,14 @@ import {
 import type { PrimaryController } from "../replication/primary.ts";
 import { type Flags, optionalAddressFlag, parseCommandArgs, serviceFlag, stringFlag } from "./args.ts";
 import { failure, usageError } from "./control.ts";
-import { becomeSecondary, EXIT_SWITCHED, primaryControlOps, watchPrimaryEnds } from "./primary-ops.ts";
+import {
+  becomeSecondary,
+  EXIT_SWITCHED,
+  primaryControlOps,
+  protectInBackground,
+  watchPrimaryEnds,
+} from "./primary-ops.ts";
+import { levelLog, runEnd, startMetrics, startNamedControl } from "./replica-run.ts";
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
 
 export const USAGE = `usage: colo primary GUEST.wasm --service HOST:PORT --secondary HOST:PORT [--mode colo|remus]
@@ -183,8 +189,6 @@ export async function run(argv: string[]): Promise<number> {
   const { DEFAULT_FS_LIMIT_BYTES } = await import("./run.ts");
   const { PrimaryProxy } = await import("../proxy/primary.ts");
   const { PrimaryController } = await import("../replication/primary.ts");
-  const { capabilitiesOf } = await import("../replication/config.ts");
-  const { dialSecondary } = await import("../replication/links.ts");
   let domain: WasmDomainType;
   try {
     domain = await WasmDomain.create(bytes, {
@@ -217,116 +221,77 @@ export async function run(argv: string[]): Promise<number> {
   await domain.start();
   say(`service on ${bound}`);
 
-  const log = (level: string, m: string): void => say(level === "info" ? m : `${level.toUpperCase()}: ${m}`);
   say(fencingNotice(failover));
   const controller: PrimaryController = new PrimaryController({
     domain,
     proxy,
     settings: s,
-    log,
+    log: levelLog(say),
     fence: failover.fence,
     name,
   });
-  let exitStatus: number | undefined;
-  let wake: () => void = () => {};
-  const finished = new Promise<void>((r) => {
-    wake = r;
-  });
-  const end = (status: number): void => {
-    exitStatus ??= status;
-    wake();
-  };
+  const run = runEnd();
+  const { end } = run;
   watchPrimaryEnds({ controller, say, end });
   const heartbeat = { intervalMs: failover.heartbeatMs, timeoutMs: failover.heartbeatTimeoutMs };
-  process.once("SIGINT", () => end(130));
-  process.once("SIGTERM", () => end(143));
 
   // Control socket and metrics.
-  let control: { close(): Promise<void> } | undefined;
-  if (name !== undefined) {
-    const { startControlServer } = await import("../save/control.ts");
-    try {
-      control = await startControlServer(name, {
-        info: async () => ({
-          name,
-          pid: process.pid,
-          state: `${domain.state}, ${controller.state}`,
-          pages: domain.pageCount(),
-          service: bound,
-        }),
-        status: async () => ({
-          name,
-          service: bound,
-          ...controller.status(),
-          ...failoverStatus(failover, protectionOf(controller.state)),
-          proxy: proxy.metrics(),
-        }),
-        checkpoints: async () => controller.records(),
-        ...primaryControlOps({
-          controller,
-          settings: s,
-          security,
-          heartbeat,
-          listenBack,
-          command: "colo primary",
-          say,
-          end,
-        }),
-      });
-    } catch (e) {
-      say(`no control socket for '${name}': ${describeError(e)}`);
-    }
-  }
-  let metricsServer: { close(): void; address(): unknown } | undefined;
-  if (metricsAt !== undefined) {
-    const { replicationRegistry, serveMetrics } = await import("../replication/metrics.ts");
-    try {
-      metricsServer = await serveMetrics(
-        replicationRegistry(
-          () => controller.status(),
-          () => proxy,
-        ),
-        metricsAt.host,
-        metricsAt.port,
-      );
-      const port = (metricsServer.address() as { port: number }).port;
-      say(`metrics on http://${formatServiceAddress({ host: metricsAt.host, port })}/metrics`);
-    } catch (e) {
-      say(`cannot serve metrics: ${describeError(e)}`);
-    }
-  }
+  const control = await startNamedControl(
+    name,
+    {
+      info: async () => ({
+        name,
+        pid: process.pid,
+        state: `${domain.state}, ${controller.state}`,
+        pages: domain.pageCount(),
+        service: bound,
+      }),
+      status: async () => ({
+        name,
+        service: bound,
+        ...controller.status(),
+        ...failoverStatus(failover, protectionOf(controller.state)),
+        proxy: proxy.metrics(),
+      }),
+      checkpoints: async () => controller.records(),
+      ...primaryControlOps({
+        controller,
+        settings: s,
+        security,
+        heartbeat,
+        listenBack,
+        command: "colo primary",
+        say,
+        end,
+      }),
+    },
+    say,
+  );
+  const metricsServer = await startMetrics(
+    metricsAt,
+    () => controller.status(),
+    () => proxy,
+    say,
+  );
 
   // Reach the secondary (it may still be starting) and seed it.
-  void (async () => {
-    const deadline = Date.now() + connectTimeout;
-    for (;;) {
-      try {
-        const links = await dialSecondary({
-          host: secondary.host,
-          port: secondary.port,
-          security,
-          capabilities: capabilitiesOf(s),
-          heartbeat,
-        });
-        await controller.protect(links);
-        say(
-          `protected (${s.mode}${s.mode === "colo" ? `, ${s.strategy}` : ""}${s.verify ? ", verify" : ""}) by ${formatServiceAddress(secondary)}`,
-        );
-        return;
-      } catch (e) {
-        if (exitStatus !== undefined) return;
-        if (Date.now() > deadline || controller.state !== "unprotected") {
-          say(`WARNING: running UNPROTECTED: ${describeError(e)}`);
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-  })();
+  protectInBackground({
+    controller,
+    settings: s,
+    security,
+    heartbeat,
+    at: secondary,
+    timeoutMs: connectTimeout,
+    retryMs: 200,
+    stopped: () => run.status() !== undefined,
+    protectedMessage: `protected (${s.mode}${s.mode === "colo" ? `, ${s.strategy}` : ""}${s.verify ? ", verify" : ""}) by ${formatServiceAddress(secondary)}`,
+    why: "",
+    say,
+  });
 
   // Run until the guest ends or a signal / verify failure says stop.
   void (async () => {
-    while (exitStatus === undefined) {
+    while (run.status() === undefined) {
       await domain.whenStopped();
       if (domain.state === "exited" || domain.state === "trapped" || domain.state === "destroyed") {
         const e = domain.end;
@@ -344,12 +309,13 @@ export async function run(argv: string[]): Promise<number> {
     }
   })();
 
-  await finished;
+  await run.finished;
   await controller.stop().catch(() => {});
   await control?.close();
   metricsServer?.close();
   await proxy.close();
   await domain.destroy();
+  const exitStatus = run.status();
   if (exitStatus === EXIT_SWITCHED && listenBack !== undefined) {
     return becomeSecondary(listenBack, bound, values, name, say);
   }

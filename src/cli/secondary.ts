@@ -22,12 +22,10 @@
  * Exit status: after a takeover, the guest's (3 / 4 as above); 1 listen failure; 2 usage;
  * 130/143 on signals.
  */
-import type { ReplicationSettings } from "../replication/config.ts";
 import { describeError } from "../replication/errors.ts";
 import { FAILOVER_OPS } from "../replication/failover.ts";
 import type { PrimaryController } from "../replication/primary.ts";
 import type { SecondaryController } from "../replication/secondary.ts";
-import type { Security } from "../transport/security.ts";
 import {
   LISTENER_OPTIONS,
   listenerFlags,
@@ -36,7 +34,14 @@ import {
   stringFlag,
 } from "./args.ts";
 import { failure, usageError, wasmRestoreTarget } from "./control.ts";
-import { becomeSecondary, EXIT_SWITCHED, primaryControlOps, watchPrimaryEnds } from "./primary-ops.ts";
+import {
+  becomeSecondary,
+  EXIT_SWITCHED,
+  primaryControlOps,
+  protectInBackground,
+  watchPrimaryEnds,
+} from "./primary-ops.ts";
+import { levelLog, runEnd, startMetrics, startNamedControl } from "./replica-run.ts";
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
 
 export const USAGE = `usage: colo secondary --listen HOST:PORT --service HOST:PORT [--psk-file F] [--name NAME]
@@ -108,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
     return failure("colo secondary", e);
   }
 
-  const log = (level: string, m: string): void => say(level === "info" ? m : `${level.toUpperCase()}: ${m}`);
+  const log = levelLog(say);
   const newController = (): SecondaryController =>
     new SecondaryController({
       createTarget: wasmRestoreTarget,
@@ -118,17 +123,8 @@ export async function run(argv: string[]): Promise<number> {
       name,
     });
   let controller = newController();
-  let exitStatus: number | undefined;
-  let wake: () => void = () => {};
-  const finished = new Promise<void>((r) => {
-    wake = r;
-  });
-  const end = (status: number): void => {
-    exitStatus ??= status;
-    wake();
-  };
-  process.once("SIGINT", () => end(130));
-  process.once("SIGTERM", () => end(143));
+  const run = runEnd();
+  const { end } = run;
 
   let takenOver: { close(): Promise<void> } | undefined;
   /** After a takeover: this side's controller as the primary, and its control operations. */
@@ -196,10 +192,22 @@ export async function run(argv: string[]): Promise<number> {
           });
           if (outcome.switchover !== undefined) {
             const back = parseServiceAddress(outcome.switchover.listen);
-            if (back !== undefined) protectAfterSwitchover(p, s, { at: back, security, heartbeat });
+            if (back !== undefined)
+              protectInBackground({
+                controller: p,
+                settings: s,
+                security,
+                heartbeat,
+                at: back,
+                timeoutMs: 10_000,
+                retryMs: 100,
+                protectedMessage: `protected again by ${formatServiceAddress(back)} (the old primary)`,
+                why: `cannot protect through ${formatServiceAddress(back)}: `,
+                say,
+              });
           }
           // A checkpoint of the new primary suspends the domain for a moment: not an end.
-          while (exitStatus === undefined && (domain.state === "running" || domain.state === "suspended")) {
+          while (run.status() === undefined && (domain.state === "running" || domain.state === "suspended")) {
             await domain.whenStopped();
             if (domain.state === "suspended") await new Promise((r) => setTimeout(r, 5));
           }
@@ -215,113 +223,55 @@ export async function run(argv: string[]): Promise<number> {
   listener.onRefused((info) => say(`refused ${info.remote}: ${info.error.message}`));
   say(`listening on ${formatServiceAddress({ host: listener.host, port: listener.port })}`);
 
-  let control: { close(): Promise<void> } | undefined;
-  if (name !== undefined) {
-    const { startControlServer } = await import("../save/control.ts");
-    try {
-      control = await startControlServer(name, {
-        info: async () => ({
-          name,
-          pid: process.pid,
-          state: `secondary ${controller.state}`,
-          pages: controller.domain?.pageCount() ?? 0,
-          service: formatServiceAddress(service),
-        }),
-        status: async () =>
-          primary !== undefined
-            ? {
-                name,
-                service: formatServiceAddress(service),
-                ...primary.status(),
-                ...failoverStatus(failover, protectionOf(primary.state)),
-              }
-            : {
-                name,
-                service: formatServiceAddress(service),
-                ...controller.status(),
-                ...failoverStatus(
-                  failover,
-                  controller.state === "took-over"
-                    ? "unprotected"
-                    : controller.state === "stood-down"
-                      ? "standing-down"
-                      : "protected",
-                ),
-              },
-        failover: async () => controller.failover(),
-        [FAILOVER_OPS.protect]: asPrimary(FAILOVER_OPS.protect),
-        [FAILOVER_OPS.switchover]: asPrimary(FAILOVER_OPS.switchover),
-        checkpoints: async () => controller.records(),
-      });
-    } catch (e) {
-      say(`no control socket for '${name}': ${describeError(e)}`);
-    }
-  }
-  let metricsServer: { close(): void; address(): unknown } | undefined;
-  if (metricsAt !== undefined) {
-    const { replicationRegistry, serveMetrics } = await import("../replication/metrics.ts");
-    try {
-      metricsServer = await serveMetrics(
-        replicationRegistry(() => controller.status()),
-        metricsAt.host,
-        metricsAt.port,
-      );
-      const port = (metricsServer.address() as { port: number }).port;
-      say(`metrics on http://${formatServiceAddress({ host: metricsAt.host, port })}/metrics`);
-    } catch (e) {
-      say(`cannot serve metrics: ${describeError(e)}`);
-    }
-  }
+  const control = await startNamedControl(
+    name,
+    {
+      info: async () => ({
+        name,
+        pid: process.pid,
+        state: `secondary ${controller.state}`,
+        pages: controller.domain?.pageCount() ?? 0,
+        service: formatServiceAddress(service),
+      }),
+      status: async () =>
+        primary !== undefined
+          ? {
+              name,
+              service: formatServiceAddress(service),
+              ...primary.status(),
+              ...failoverStatus(failover, protectionOf(primary.state)),
+            }
+          : {
+              name,
+              service: formatServiceAddress(service),
+              ...controller.status(),
+              ...failoverStatus(
+                failover,
+                controller.state === "took-over"
+                  ? "unprotected"
+                  : controller.state === "stood-down"
+                    ? "standing-down"
+                    : "protected",
+              ),
+            },
+      failover: async () => controller.failover(),
+      [FAILOVER_OPS.protect]: asPrimary(FAILOVER_OPS.protect),
+      [FAILOVER_OPS.switchover]: asPrimary(FAILOVER_OPS.switchover),
+      checkpoints: async () => controller.records(),
+    },
+    say,
+  );
+  const metricsServer = await startMetrics(metricsAt, () => controller.status(), undefined, say);
 
-  await finished;
+  await run.finished;
   await listener.close().catch(() => {});
   await control?.close();
   metricsServer?.close();
   await primary?.stop().catch(() => {});
   await takenOver?.close();
   await controller.domain?.destroy().catch(() => {});
+  const exitStatus = run.status();
   if (exitStatus === EXIT_SWITCHED)
     return becomeSecondary(listenAt, formatServiceAddress(service), values, name, say);
   return exitStatus ?? 0;
-}
-
-/**
- * After a planned switchover: protect the guest this side now serves by seeding the old primary,
- * which waits as a secondary at `at` (it may still be starting: retried for 10 s).
- */
-function protectAfterSwitchover(
-  controller: PrimaryController,
-  s: ReplicationSettings,
-  o: {
-    at: { host: string; port: number };
-    security: Security;
-    heartbeat: { intervalMs: number; timeoutMs: number };
-  },
-): void {
-  const where = formatServiceAddress(o.at);
-  void (async () => {
-    const { capabilitiesOf } = await import("../replication/config.ts");
-    const { dialSecondary } = await import("../replication/links.ts");
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        const links = await dialSecondary({
-          host: o.at.host,
-          port: o.at.port,
-          security: o.security,
-          capabilities: capabilitiesOf(s),
-          heartbeat: o.heartbeat,
-        });
-        await controller.protect(links);
-        say(`protected again by ${where} (the old primary)`);
-        return;
-      } catch (e) {
-        if (Date.now() > deadline || controller.state !== "unprotected") {
-          say(`WARNING: running UNPROTECTED: cannot protect through ${where}: ${describeError(e)}`);
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  })();
 }
