@@ -12,70 +12,34 @@ import { encodeHello, newSessionId } from "../../src/transport/hello.ts";
 import { generatePsk, loadPskFile } from "../../src/transport/index.ts";
 import { clientTlsOptions } from "../../src/transport/security.ts";
 import { scratch } from "./cluster.ts";
+import { exchange, joinSockets } from "./peers.ts";
 import { freePort, listeningSecondary, protectedPrimary } from "./scenarios.ts";
 
 const ready =
   SUBCOMMANDS.some((c) => c.name === "primary") && SUBCOMMANDS.some((c) => c.name === "secondary");
 
 /** Connect with TLS-PSK `key`, send `hello`, collect what comes back until close (bounded). */
-function tlsExchange(
+async function tlsExchange(
   port: number,
   key: Uint8Array,
   send: Uint8Array,
   record?: Buffer[],
 ): Promise<{ got: Buffer; error: string | undefined }> {
-  return new Promise((resolve) => {
-    // A relay on loopback records the client's raw bytes (for the replay).
-    const relay = net.createServer((inbound) => {
-      const out = net.connect(port, "127.0.0.1");
-      inbound.on("data", (d: Buffer) => {
-        record?.push(d);
-        out.write(d);
-      });
-      out.on("data", (d: Buffer) => inbound.write(d));
-      const end = () => {
-        inbound.destroy();
-        out.destroy();
-      };
-      inbound.on("close", end).on("error", end);
-      out.on("close", end).on("error", end);
-    });
-    relay.listen(0, "127.0.0.1", () => {
-      const rport = (relay.address() as net.AddressInfo).port;
-      const chunks: Buffer[] = [];
-      let error: string | undefined;
-      const s = tls.connect({ ...clientTlsOptions({ mode: "psk", key }), host: "127.0.0.1", port: rport });
-      const timer = setTimeout(() => s.destroy(), 5000);
-      s.on("secureConnect", () => s.write(send));
-      s.on("data", (d: Buffer) => chunks.push(d));
-      s.on("error", (e) => {
-        error = (e as NodeJS.ErrnoException).code ?? e.message;
-      });
-      s.on("close", () => {
-        clearTimeout(timer);
-        relay.close();
-        resolve({ got: Buffer.concat(chunks), error });
-      });
-    });
-  });
+  // A relay on loopback records the client's raw bytes (for the replay).
+  const relay = net.createServer((inbound) =>
+    joinSockets(inbound, net.connect(port, "127.0.0.1"), (d) => record?.push(d)),
+  );
+  await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+  const rport = (relay.address() as net.AddressInfo).port;
+  const s = tls.connect({ ...clientTlsOptions({ mode: "psk", key }), host: "127.0.0.1", port: rport });
+  const result = await exchange(s, "secureConnect", [send]);
+  relay.close();
+  return result;
 }
 
 /** Send raw recorded bytes over plain TCP; resolves with what came back. */
-function replay(port: number, bytes: Buffer[]): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1");
-    const got: Buffer[] = [];
-    const timer = setTimeout(() => s.destroy(), 5000);
-    s.on("connect", () => {
-      for (const b of bytes) s.write(b);
-    });
-    s.on("data", (d: Buffer) => got.push(d));
-    s.on("error", () => {});
-    s.on("close", () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(got));
-    });
-  });
+async function replay(port: number, bytes: Buffer[]): Promise<Buffer> {
+  return (await exchange(net.connect(port, "127.0.0.1"), "connect", bytes)).got;
 }
 
 test("strangers, other versions and replays are refused, logged, and change nothing", {

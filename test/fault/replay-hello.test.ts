@@ -14,6 +14,7 @@ import { decodeHello, decodeVerdict, hex } from "../../src/transport/hello.ts";
 import { loadPskFile } from "../../src/transport/index.ts";
 import { clientTlsOptions, serverTlsOptions } from "../../src/transport/security.ts";
 import { coloRun, scratch } from "./cluster.ts";
+import { exchange, joinSockets } from "./peers.ts";
 import { freePort, listeningSecondary, protectedPrimary } from "./scenarios.ts";
 
 const ready =
@@ -30,20 +31,12 @@ function recordingRelay(
     const out = tls.connect({ ...clientTlsOptions({ mode: "psk", key }), host: "127.0.0.1", port: target });
     sockets.add(inbound).add(out);
     let head = Buffer.alloc(0);
-    inbound.on("data", (d: Buffer) => {
+    joinSockets(inbound, out, (d) => {
       if (head.length < HELLO_SIZE) {
         head = Buffer.concat([head, d]);
         if (head.length >= HELLO_SIZE) hellos.push(new Uint8Array(head.subarray(0, HELLO_SIZE)));
       }
-      out.write(d);
     });
-    out.on("data", (d: Buffer) => inbound.write(d));
-    const end = () => {
-      inbound.destroy();
-      out.destroy();
-    };
-    inbound.on("close", end).on("error", end);
-    out.on("close", end).on("error", end);
   });
   return new Promise((resolve) =>
     server.listen(0, "127.0.0.1", () =>
@@ -59,22 +52,9 @@ function recordingRelay(
 }
 
 /** Authenticated connection that sends `hello` and returns the listener's hello and verdict. */
-function sendHello(port: number, key: Uint8Array, hello: Uint8Array): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const s = tls.connect({ ...clientTlsOptions({ mode: "psk", key }), host: "127.0.0.1", port });
-    const timer = setTimeout(() => s.destroy(), 5000);
-    s.on("secureConnect", () => s.write(hello));
-    s.on("data", (d: Buffer) => {
-      chunks.push(d);
-      if (Buffer.concat(chunks).length >= HELLO_SIZE + VERDICT_SIZE) s.destroy();
-    });
-    s.on("error", () => {});
-    s.on("close", () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks));
-    });
-  });
+async function sendHello(port: number, key: Uint8Array, hello: Uint8Array): Promise<Buffer> {
+  const s = tls.connect({ ...clientTlsOptions({ mode: "psk", key }), host: "127.0.0.1", port });
+  return (await exchange(s, "secureConnect", [hello], HELLO_SIZE + VERDICT_SIZE)).got;
 }
 
 test("a replayed hello (same session, kind, nonce) from a key holder is refused, logged, changes nothing", {
