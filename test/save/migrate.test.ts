@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { channelSink, channelSource } from "../../src/save/channel.ts";
 import { Emitter } from "../../src/save/emit.ts";
 import { isRestoreError, isSaveError } from "../../src/save/errors.ts";
 import {
@@ -12,46 +11,21 @@ import {
   receiveMigration,
 } from "../../src/save/migrate.ts";
 import { CHECKPOINT_STATE, LIBXL } from "../../src/stream/format.ts";
-import { fault, type Interceptor, type MemoryChannel, openPair } from "../../src/transport/memory.ts";
-import { MemoryDomain, testIdentity } from "./helpers/memory-domain.ts";
+import { fault, type Interceptor, openPair } from "../../src/transport/memory.ts";
+import type { MemoryDomain } from "./helpers/memory-domain.ts";
+import { channelEnds, startedGuest, targets } from "./helpers/setup.ts";
 
-const enc = new TextEncoder();
-
-function links(a: MemoryChannel, b: MemoryChannel) {
-  return {
-    source: { sink: channelSink(a), back: channelSource(a) },
-    target: { source: channelSource(b), back: channelSink(b) },
-  };
-}
-
-async function busyDomain(pages: number, dirtyPerTick: number): Promise<MemoryDomain> {
-  const d = new MemoryDomain({ pages, dirtyPerTick, tickMs: 1, workingSet: Math.min(pages, 300), seed: 9 });
-  d.fill(5);
-  d.setState({
-    blob: enc.encode("ctx"),
-    hostBlob: enc.encode("host"),
-    fs: { "1:0": new Uint8Array(4096).fill(1) },
-  });
-  await d.start();
-  return d;
-}
-
-function targets() {
-  const made: MemoryDomain[] = [];
-  return {
-    made,
-    createTarget: async () => {
-      const d = new MemoryDomain({ pages: 1, identity: testIdentity() });
-      made.push(d);
-      return d;
-    },
-  };
+function busyDomain(pages: number, dirtyPerTick: number): Promise<MemoryDomain> {
+  return startedGuest(
+    { pages, dirtyPerTick, tickMs: 1, workingSet: Math.min(pages, 300), seed: 9 },
+    { fill: 5, blob: "ctx", hostBlob: "host", fs: { "1:0": new Uint8Array(4096).fill(1) } },
+  );
 }
 
 test("live migration of a guest that keeps dirtying pages gives a byte-identical target", async () => {
   const src = await busyDomain(4000, 40);
   const [a, b] = openPair();
-  const l = links(a, b);
+  const l = channelEnds(a, b);
   const t = targets();
   const rounds: number[] = [];
   const [report, dst] = await Promise.all([
@@ -79,7 +53,7 @@ test("live migration of a guest that keeps dirtying pages gives a byte-identical
 test("without RECEIVED the source resumes and keeps running", async () => {
   const src = await busyDomain(500, 5);
   const [a, b] = openPair();
-  const l = links(a, b);
+  const l = channelEnds(a, b);
   // the target side says it is ready, reads everything but never answers, then drops the connection
   const drain = (async () => {
     await l.target.back.write(new Emitter().migrationTargetReady());
@@ -100,7 +74,7 @@ test("without RECEIVED the source resumes and keeps running", async () => {
 test("a target that never says MIGRATION_TARGET_READY: the guest is never stopped", async () => {
   const src = await busyDomain(500, 5);
   const [a, b] = openPair();
-  const l = links(a, b);
+  const l = channelEnds(a, b);
   let suspended = false;
   const drain = (async () => {
     for (let c = await l.target.source.read(); c !== null; c = await l.target.source.read()) {
@@ -118,7 +92,7 @@ test("a target that never says MIGRATION_TARGET_READY: the guest is never stoppe
 test("a secondary that never says MIGRATION_TARGET_READY: no page is sent, the seed fails, the source runs", async () => {
   const src = await busyDomain(500, 5);
   const [a, b] = openPair();
-  const l = links(a, b);
+  const l = channelEnds(a, b);
   let bytes = 0;
   const drain = (async () => {
     for (let c = await l.target.source.read(); c !== null; c = await l.target.source.read())
@@ -137,7 +111,7 @@ test("a secondary that never says MIGRATION_TARGET_READY: no page is sent, the s
 test("a secondary that says something else before MIGRATION_TARGET_READY is refused", async () => {
   const src = await busyDomain(200, 0);
   const [a, b] = openPair();
-  const l = links(a, b);
+  const l = channelEnds(a, b);
   await l.target.back.write(new Emitter().checkpointState(CHECKPOINT_STATE.SVM_READY, 1n));
   const drain = (async () => {
     for (let c = await l.target.source.read(); c !== null; c = await l.target.source.read()) {}
@@ -154,7 +128,7 @@ test("without GO the target discards what it received", async () => {
   // Cut the forward stream after END, before GO: GO is the last record, 8 bytes.
   let total = Number.POSITIVE_INFINITY;
   const [a, b] = openPair({ aToB: { intercept: (c, o) => (o + c.length > total ? "cut" : [c]) } });
-  const l = links(a, b);
+  const l = channelEnds(a, b);
   const t = targets();
   const srcPromise = (async () => {
     // A saver that stops before GO: run the real migration but cut GO out.
@@ -207,7 +181,7 @@ async function oneCheckpoint(
 test("checkpointed stream: seed acknowledged by SVM_READY, then whole checkpoints applied in order", async () => {
   const src = await busyDomain(800, 0);
   const [a, b] = openPair();
-  const l = links(a, b);
+  const l = channelEnds(a, b);
   const t = targets();
   const [stream, target] = await Promise.all([
     openCheckpointedStream(src, l.source, { live: { maxRounds: 3 }, seq: 1n }),
@@ -244,7 +218,7 @@ test("checkpointed stream: seed acknowledged by SVM_READY, then whole checkpoint
 async function seeded(intercept: { hook: Interceptor | undefined }) {
   const src = await busyDomain(600, 0);
   const [a, b] = openPair({ aToB: { intercept: (c, o) => (intercept.hook ? intercept.hook(c, o) : [c]) } });
-  const l = links(a, b);
+  const l = channelEnds(a, b);
   const t = targets();
   const [stream, target] = await Promise.all([
     openCheckpointedStream(src, l.source, { live: false, seq: 1n }),

@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { channelSink, channelSource } from "../../src/save/channel.ts";
 import {
   migrate,
   openCheckpointedStream,
@@ -17,20 +16,14 @@ import { CHECKPOINT_STATE, LIBXL } from "../../src/stream/format.ts";
 import { verifyBytes } from "../../src/stream/verify.ts";
 import { openPair } from "../../src/transport/memory.ts";
 import { CollectSink } from "./helpers/bytes.ts";
-import { MemoryDomain, testIdentity } from "./helpers/memory-domain.ts";
+import type { MemoryDomain } from "./helpers/memory-domain.ts";
+import { channelEnds, startedGuest, targets } from "./helpers/setup.ts";
 
-const enc = new TextEncoder();
-
-async function guest(dirtyPerTick = 0): Promise<MemoryDomain> {
-  const d = new MemoryDomain({ pages: 1500, dirtyPerTick, tickMs: 1, workingSet: 200, seed: 4 });
-  d.fill(2);
-  d.setState({
-    blob: enc.encode("c"),
-    hostBlob: enc.encode("h"),
-    fs: { "2:3": new Uint8Array(4096).fill(2) },
-  });
-  await d.start();
-  return d;
+function guest(dirtyPerTick = 0): Promise<MemoryDomain> {
+  return startedGuest(
+    { pages: 1500, dirtyPerTick, tickMs: 1, workingSet: 200, seed: 4 },
+    { fill: 2, blob: "c", hostBlob: "h", fs: { "2:3": new Uint8Array(4096).fill(2) } },
+  );
 }
 
 /** A memory pair whose two directions are also recorded. */
@@ -45,14 +38,13 @@ function tappedPair() {
     };
   const [a, b] = openPair({ aToB: { intercept: tap(fwd) }, bToA: { intercept: tap(back) } });
   return {
-    source: { sink: channelSink(a), back: channelSource(a) },
-    target: { source: channelSource(b), back: channelSink(b) },
+    ...channelEnds(a, b),
     fwd: () => Buffer.concat(fwd),
     back: () => Buffer.concat(back),
   };
 }
 
-const createTarget = async () => new MemoryDomain({ pages: 1, identity: testIdentity() });
+const { createTarget } = targets();
 
 test("a saved file verifies as a plain stream", async () => {
   const sink = new CollectSink();
