@@ -43,16 +43,7 @@ export {
 } from "./encode.ts";
 export { hex32, recordName, StreamError, type StreamErrorCode } from "./errors.ts";
 export * from "./format.ts";
-export {
-  type DomainHeader,
-  domainHeader,
-  type ImageHeader,
-  imageHeader,
-  type LibxlHeader,
-  libxlHeader,
-  type XlHeader,
-  xlHeader,
-} from "./headers.ts";
+export * from "./headers.ts";
 export * from "./records/colo.ts";
 export * from "./records/libxc.ts";
 export * from "./records/libxl.ts";
