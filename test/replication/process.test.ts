@@ -64,7 +64,11 @@ test("two processes, COLO back-channel: redis-benchmark and redis-cli through th
     assert.match(text, /^colo_pages_d_total \d+/m);
     const ss = await status(`t${process.pid}a-s`);
     assert.equal(ss.role, "secondary");
-    assert.equal(ss.state, "running");
+    // Protected and in step: running, or inside one of the periodic checkpoints (every 200 ms).
+    assert.ok(
+      ["running", "suspended", "buffering", "applying"].includes(String(ss.state)),
+      `secondary ${ss.state}`,
+    );
   } finally {
     const code = await p.close();
     assert.notEqual(code, 3, "no verify failure");
