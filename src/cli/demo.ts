@@ -12,6 +12,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { type CheckpointRecord, percentile, type SecondaryCheckpointRecord } from "../replication/stats.ts";
+import { parseCommandArgs } from "./args.ts";
 import { type Pair, startPair } from "./child.ts";
 
 export const USAGE = `usage: colo demo [--json]
@@ -200,16 +201,9 @@ export function formatSummary(s: DemoSummary): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const unknown = argv.find((a) => a !== "--json");
-  if (unknown !== undefined) {
-    process.stderr.write(`colo demo: unknown argument '${unknown}'\n${USAGE}`);
-    return 2;
-  }
-  const json = argv.includes("--json");
+  const args = parseCommandArgs("colo demo", USAGE, argv, { json: { type: "boolean" } });
+  if (typeof args === "number") return args;
+  const json = args.values.json === true;
   let s: DemoSummary;
   try {
     s = await runDemo(json ? undefined : (l) => process.stderr.write(`colo demo: ${l}\n`));

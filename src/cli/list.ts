@@ -1,5 +1,6 @@
 /** `colo list`: the guests running on this host under this user, by name. */
 import { controlRequest, listGuestNames } from "../save/control.ts";
+import { parseCommandArgs } from "./args.ts";
 
 export const USAGE = `usage: colo list [--json]
 
@@ -8,15 +9,8 @@ name, process id, state, memory size, service address.
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const unknown = argv.find((a) => a !== "--json");
-  if (unknown !== undefined) {
-    process.stderr.write(`colo list: unknown argument '${unknown}'\n${USAGE}`);
-    return 2;
-  }
+  const args = parseCommandArgs("colo list", USAGE, argv, { json: { type: "boolean" } });
+  if (typeof args === "number") return args;
   const rows: Record<string, unknown>[] = [];
   for (const name of await listGuestNames()) {
     const info = (await controlRequest(name, "info").catch(() => undefined)) as
@@ -24,7 +18,7 @@ export async function run(argv: string[]): Promise<number> {
       | undefined;
     if (info !== undefined) rows.push(info);
   }
-  if (argv.includes("--json")) {
+  if (args.values.json === true) {
     process.stdout.write(`${JSON.stringify(rows)}\n`);
     return 0;
   }

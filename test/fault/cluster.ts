@@ -36,19 +36,9 @@ export function scratch(): { dir: string; psk: string; cleanup(): void } {
   return pskScratch("colo-fault-");
 }
 
-/** A seeded PRNG (mulberry32), for reproducible kill moments. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export { percentile } from "../../src/replication/stats.ts";
+/** A seeded PRNG, for reproducible kill moments: the stream tests' mulberry32. */
+export { rng as prng } from "../stream/fuzz.ts";
 
 /**
  * Run one `colo …` command without blocking this process's event loop (spawnSync would freeze
