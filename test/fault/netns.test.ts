@@ -14,12 +14,12 @@
 // changes the network namespace only, so both processes see the same /tmp. It stands for what
 // real hosts would share (a lock on shared storage, a quorum service; docs/failover.md).
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { SUBCOMMANDS } from "../../src/cli/main.ts";
+import { canNetns, ip, twoHosts } from "../helpers/netns.ts";
 import { ROOT } from "./cluster.ts";
 import { addVerdict, checkHistory, formatTally, newTally } from "./history.ts";
 import { RespConnection } from "./resp.ts";
@@ -28,16 +28,6 @@ import { type Address, readAll, sleep, Workload } from "./workload.ts";
 
 const ready =
   SUBCOMMANDS.some((c) => c.name === "primary") && SUBCOMMANDS.some((c) => c.name === "secondary");
-
-function canNetns(): string | undefined {
-  if (process.getuid?.() !== 0) return "needs root (ip netns)";
-  try {
-    execFileSync("ip", ["-V"], { stdio: "ignore" });
-  } catch {
-    return "needs Debian package iproute2";
-  }
-  return undefined;
-}
 
 /** One SET to `addr`: true if acknowledged within the timeout. */
 async function serves(addr: Address, value: string): Promise<boolean> {
@@ -58,25 +48,15 @@ test("a cut link with a fencing hook on both sides leaves exactly one side servi
   if (why !== undefined) return t.skip(why);
   const id = Math.floor(Math.random() * 0xffff).toString(16);
   const n = 1 + Math.floor(Math.random() * 250);
-  const nsP = `colo-f-${id}-p`;
-  const nsS = `colo-f-${id}-s`;
-  const [devP, devS] = [`cf${id}p`, `cf${id}s`];
   const [cliP, cliPn, cliS, cliSn] = [`cc${id}p`, `cc${id}pn`, `cc${id}s`, `cc${id}sn`];
-  const [ipP, ipS] = [`10.98.${n}.1`, `10.98.${n}.2`];
-  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
+  // the inter-host link
+  const hosts = twoHosts(`f${id}`, `10.98.${n}`);
+  const { a: nsP, b: nsS, devB: devS, ipA: ipP, ipB: ipS } = hosts;
   const fenceDir = mkdtempSync(join(tmpdir(), "colo-fence-"));
   const fenceCmd = `COLO_FENCE_DIR=${fenceDir} sh ${join(ROOT, "scripts/fence-dir.sh")}`;
   let pair: Pair | undefined;
   const tally = newTally();
   try {
-    ip("netns", "add", nsP);
-    ip("netns", "add", nsS);
-    // the inter-host link
-    ip("link", "add", devP, "type", "veth", "peer", "name", devS);
-    ip("link", "set", devP, "netns", nsP);
-    ip("link", "set", devS, "netns", nsS);
-    ip("-n", nsP, "addr", "add", `${ipP}/24`, "dev", devP);
-    ip("-n", nsS, "addr", "add", `${ipS}/24`, "dev", devS);
     // the client networks, from the root namespace
     for (const [ns, outer, inner, net] of [
       [nsP, cliP, cliPn, `10.96.${n}`],
@@ -88,14 +68,11 @@ test("a cut link with a fencing hook on both sides leaves exactly one side servi
       ip("-n", ns, "addr", "add", `${net}.2/24`, "dev", inner);
       ip("link", "set", outer, "up");
       ip("-n", ns, "link", "set", inner, "up");
-      ip("-n", ns, "link", "set", "lo", "up");
     }
-    ip("-n", nsP, "link", "set", devP, "up");
-    ip("-n", nsS, "link", "set", devS, "up");
 
     pair = await startPair({
-      primaryPrefix: ["ip", "netns", "exec", nsP],
-      secondaryPrefix: ["ip", "netns", "exec", nsS],
+      primaryPrefix: hosts.exec(nsP),
+      secondaryPrefix: hosts.exec(nsS),
       primaryHost: ipP,
       secondaryHost: ipS,
       primaryServiceHost: `10.96.${n}.2`,
@@ -157,13 +134,7 @@ test("a cut link with a fencing hook on both sides leaves exactly one side servi
     }
   } finally {
     await pair?.stop();
-    for (const ns of [nsP, nsS]) {
-      try {
-        ip("netns", "del", ns);
-      } catch {
-        // not created
-      }
-    }
+    hosts.remove();
     for (const dev of [cliP, cliS]) {
       try {
         ip("link", "del", dev);

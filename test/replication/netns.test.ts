@@ -2,21 +2,18 @@
 // only; skipped otherwise): protection across a real link with --verify, then kill -9 of the
 // primary: the secondary takes over on its own address with every acknowledged write.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
+import { type TwoHosts, twoHosts } from "../helpers/netns.ts";
 import { hasTool } from "../run/helpers.ts";
 import { ROOT } from "./helpers.ts";
 
 const run = promisify(execFile);
 const COLO = join(ROOT, "bin/colo.js");
-
-function ip(...args: string[]): void {
-  execFileSync("ip", args, { stdio: "ignore" });
-}
 
 function spawnIn(ns: string, args: string[]): { child: ChildProcess; log: () => string } {
   let log = "";
@@ -45,31 +42,18 @@ test("two network namespaces: COLO over a veth link, then kill -9 of the primary
   if (process.getuid?.() !== 0 || !hasTool("ip")) return t.skip("needs root and iproute2 (ip netns)");
   if (!hasTool("redis-cli")) return t.skip("needs Debian package redis-tools");
   const id = (process.pid % 200) + 20;
-  const nsP = `colo-p-${process.pid}`;
-  const nsS = `colo-s-${process.pid}`;
-  const aP = `10.231.${id}.1`;
-  const aS = `10.231.${id}.2`;
+  let hosts: TwoHosts;
   try {
-    ip("netns", "add", nsP);
-    ip("netns", "add", nsS);
+    hosts = twoHosts(`r${process.pid}`, `10.231.${id}`);
   } catch {
     return t.skip("cannot create network namespaces here");
   }
+  const { a: nsP, b: nsS, ipB: aS } = hosts;
   const dir = mkdtempSync(join(tmpdir(), "colo-ns-"));
   const psk = join(dir, "psk");
   writeFileSync(psk, `${"cd".repeat(32)}\n`, { mode: 0o600 });
   const procs: ChildProcess[] = [];
   try {
-    ip("link", "add", `vp${id}`, "netns", nsP, "type", "veth", "peer", "name", `vs${id}`, "netns", nsS);
-    ip("-n", nsP, "addr", "add", `${aP}/24`, "dev", `vp${id}`);
-    ip("-n", nsS, "addr", "add", `${aS}/24`, "dev", `vs${id}`);
-    for (const [ns, dev] of [
-      [nsP, `vp${id}`],
-      [nsS, `vs${id}`],
-    ] as const) {
-      ip("-n", ns, "link", "set", dev, "up");
-      ip("-n", ns, "link", "set", "lo", "up");
-    }
     const sec = spawnIn(nsS, [
       "secondary",
       "--listen",
@@ -109,12 +93,7 @@ test("two network namespaces: COLO over a veth link, then kill -9 of the primary
       assert.equal(await cli(nsS, "-h", aS, "-p", "6380", "GET", `k${i}`), `v${i}`);
   } finally {
     for (const p of procs) p.kill("SIGKILL");
-    try {
-      ip("netns", "del", nsP);
-    } catch {}
-    try {
-      ip("netns", "del", nsS);
-    } catch {}
+    hosts.remove();
     rmSync(dir, { recursive: true, force: true });
   }
 });

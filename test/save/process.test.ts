@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { canNetns, twoHosts } from "../helpers/netns.ts";
 import { Colo, colo, KV, Resp } from "./helpers/proc.ts";
 
 let dir: string;
@@ -149,30 +150,17 @@ test("live migration under load: every acknowledged write is on the target", asy
   await dst.finished;
 });
 
-function canNetns(): string | undefined {
-  if (process.getuid?.() !== 0) return "needs root (ip netns, veth)";
-  try {
-    execFileSync("ip", ["-V"], { stdio: "ignore" });
-  } catch {
-    return "needs Debian package iproute2";
-  }
-  if (!hasRedisCli()) return "needs Debian package redis-tools";
-  return undefined;
-}
-
 test("migration between two network namespaces (two hosts over a veth link)", {
   timeout: 120_000,
 }, async (t) => {
-  const why = canNetns();
+  const why = canNetns() ?? (hasRedisCli() ? undefined : "needs Debian package redis-tools");
   if (why !== undefined) return t.skip(why);
   const id = Math.floor(Math.random() * 0xffff).toString(16);
   const octet = 1 + Math.floor(Math.random() * 250);
-  const [nsA, nsB] = [`colo-m-${id}-a`, `colo-m-${id}-b`];
-  const [devA, devB] = [`cm${id}a`, `cm${id}b`];
-  const [ipA, ipB] = [`10.97.${octet}.1`, `10.97.${octet}.2`];
-  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
-  const inA = ["ip", "netns", "exec", nsA];
-  const inB = ["ip", "netns", "exec", nsB];
+  const hosts = twoHosts(`m${id}`, `10.97.${octet}`);
+  const { ipB } = hosts;
+  const inA = hosts.exec(hosts.a);
+  const inB = hosts.exec(hosts.b);
   const cliIn = (ns: string[], port: number, ...args: string[]): string =>
     execFileSync(ns[0] as string, [...ns.slice(1), "redis-cli", "-p", String(port), ...args], {
       encoding: "utf8",
@@ -180,20 +168,6 @@ test("migration between two network namespaces (two hosts over a veth link)", {
     }).trim();
   const mine: Colo[] = [];
   try {
-    ip("netns", "add", nsA);
-    ip("netns", "add", nsB);
-    ip("link", "add", devA, "type", "veth", "peer", "name", devB);
-    ip("link", "set", devA, "netns", nsA);
-    ip("link", "set", devB, "netns", nsB);
-    ip("-n", nsA, "addr", "add", `${ipA}/24`, "dev", devA);
-    ip("-n", nsB, "addr", "add", `${ipB}/24`, "dev", devB);
-    for (const [ns, dev] of [
-      [nsA, devA],
-      [nsB, devB],
-    ] as const) {
-      ip("-n", ns, "link", "set", "lo", "up");
-      ip("-n", ns, "link", "set", dev, "up");
-    }
     const psk = join(dir, "psk");
     const src = new Colo(["run", KV, "--name", "kv-ns", "--service", "127.0.0.1:0"], env, inA);
     mine.push(src);
@@ -228,12 +202,6 @@ test("migration between two network namespaces (two hosts over a veth link)", {
   } finally {
     for (const c of mine) c.kill();
     await Promise.all(mine.map((c) => c.finished));
-    for (const ns of [nsA, nsB]) {
-      try {
-        ip("netns", "del", ns); // takes its end of the veth pair, and so the pair, with it
-      } catch {
-        // never created
-      }
-    }
+    hosts.remove();
   }
 });

@@ -4,24 +4,15 @@
  * cuts the link and the listener must report the peer lost.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import path from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { test } from "node:test";
 import { generatePsk } from "../../src/transport/index.ts";
+import { canNetns, ip, twoHosts } from "../helpers/netns.ts";
 
 const PEER = path.join(import.meta.dirname, "fixtures", "heartbeat-peer.ts");
-
-function canNetns(): string | undefined {
-  if (process.getuid?.() !== 0) return "needs root (ip netns)";
-  try {
-    execFileSync("ip", ["-V"], { stdio: "ignore" });
-  } catch {
-    return "needs Debian package iproute2";
-  }
-  return undefined;
-}
 
 function nextEvent(lines: Interface, want: string): Promise<Record<string, unknown>> {
   return new Promise((resolve) => {
@@ -44,23 +35,10 @@ test("heartbeat and TLS-PSK across two network namespaces; a cut link is a lost 
   }
   const id = Math.floor(Math.random() * 0xffff).toString(16);
   const octet = 1 + Math.floor(Math.random() * 250);
-  const nsA = `colo-t-${id}-a`;
-  const nsB = `colo-t-${id}-b`;
-  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
+  const hosts = twoHosts(`t${id}`, `10.99.${octet}`);
+  const { a: nsA, b: nsB, ipA } = hosts;
   const children: ChildProcess[] = [];
   try {
-    ip("netns", "add", nsA);
-    ip("netns", "add", nsB);
-    ip("link", "add", `ct${id}a`, "type", "veth", "peer", "name", `ct${id}b`);
-    ip("link", "set", `ct${id}a`, "netns", nsA);
-    ip("link", "set", `ct${id}b`, "netns", nsB);
-    ip("-n", nsA, "addr", "add", `10.99.${octet}.1/24`, "dev", `ct${id}a`);
-    ip("-n", nsB, "addr", "add", `10.99.${octet}.2/24`, "dev", `ct${id}b`);
-    ip("-n", nsA, "link", "set", `ct${id}a`, "up");
-    ip("-n", nsB, "link", "set", `ct${id}b`, "up");
-    ip("-n", nsA, "link", "set", "lo", "up");
-    ip("-n", nsB, "link", "set", "lo", "up");
-
     const env = { ...process.env, COLO_PSK: Buffer.from(generatePsk()).toString("hex") };
     const run = (ns: string, ...args: string[]) => {
       const c = spawn("ip", ["netns", "exec", ns, process.execPath, PEER, ...args], {
@@ -70,17 +48,17 @@ test("heartbeat and TLS-PSK across two network namespaces; a cut link is a lost 
       children.push(c);
       return createInterface({ input: c.stdout! });
     };
-    const a = run(nsA, "listen", `10.99.${octet}.1`, "0");
+    const a = run(nsA, "listen", ipA, "0");
     const { port } = await nextEvent(a, "listening");
     const aConnected = nextEvent(a, "connected");
-    const b = run(nsB, "dial", `10.99.${octet}.1`, String(port));
+    const b = run(nsB, "dial", ipA, String(port));
     const bc = await nextEvent(b, "connected");
     const ac = await aConnected;
     assert.equal(ac.cipher, "TLS_AES_128_GCM_SHA256");
     assert.equal(bc.cipher, "TLS_AES_128_GCM_SHA256");
     const lost = nextEvent(a, "lost");
     await new Promise((r) => setTimeout(r, 300));
-    ip("-n", nsB, "link", "set", `ct${id}b`, "down");
+    ip("-n", nsB, "link", "set", hosts.devB, "down");
     const l = await lost;
     assert.equal(l.reason, "timeout", "a cut link sends no FIN: only the timeout can see it");
   } finally {
@@ -88,12 +66,6 @@ test("heartbeat and TLS-PSK across two network namespaces; a cut link is a lost 
       c.kill("SIGKILL");
       if (c.exitCode === null && c.signalCode === null) await once(c, "exit");
     }
-    for (const ns of [nsA, nsB]) {
-      try {
-        ip("netns", "del", ns);
-      } catch {
-        // not created
-      }
-    }
+    hosts.remove();
   }
 });
