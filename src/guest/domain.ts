@@ -161,6 +161,18 @@ export interface Domain {
    */
   applyHostState(body: Uint8Array): Promise<void>;
 
+  /**
+   * Optional: check a guest context body as applyContext(body) would, changing nothing; throws
+   * the error applyContext would throw for it. Any state but destroyed. Synchronous and cheap (no
+   * round trip to a worker): the checkpoint receiver calls it inside the pause, before its first
+   * change to the domain, so a checkpoint the domain refuses leaves it as it was. A body this
+   * accepts is refused by applyContext only for reasons not the body's (a dead worker, a state).
+   */
+  validateContext?(body: Uint8Array): void;
+
+  /** Optional: the same for applyHostState(body). */
+  validateHostState?(body: Uint8Array): void;
+
   /** File-system blocks changed since the previous call, and clear the record. Only while suspended. */
   harvestFsDirty(): Promise<FsBlockRef[]>;
 

@@ -77,6 +77,12 @@ export class TrackedDomain implements Domain {
   applyContext(body: Uint8Array): Promise<void> {
     return this.inner.applyContext(body);
   }
+  validateContext(body: Uint8Array): void {
+    this.inner.validateContext?.(body);
+  }
+  validateHostState(body: Uint8Array): void {
+    this.inner.validateHostState?.(body);
+  }
   captureHostState(fs: FsBlockSelection): Promise<Uint8Array> {
     return this.inner.captureHostState(fs);
   }

@@ -6,15 +6,19 @@
  * State machine (one instance per checkpoint; `reset()` starts the next one):
  *
  *   idle ──begin(seq, pages)──▶ buffering ──finish()──▶ complete ──apply()──▶ applied
- *                                  │                        │          └──(domain refused)──▶ failed
+ *                                  │                        │          ├──(domain refused midway)──▶ failed
+ *                                  │                        │          └──(refused by validate*)──▶ discarded
  *                                  └──────discard()─────────┴──▶ discarded
  *
  * While buffering, pages are copied into buffers owned by the receiver (the decoder's views are
  * only borrowed), keyed by pfn so a page sent twice keeps its last contents: the buffer is bounded
  * by the checkpoint's declared memory size. Everything the engine can check is checked before the
  * first change to the domain: sequence number, every pfn below the declared size, the guest
- * context and the host state present. `failed` means the domain refused the context or host state
- * midway (the replica is no longer a consistent copy; the controller stands down).
+ * context and the host state present; then, before the first change, the domain's own checks of
+ * the context and host state (Domain.validateContext / validateHostState, where it has them): a
+ * body it refuses discards the checkpoint with the domain untouched. `failed` means the domain
+ * refused something midway anyway (resize, or a worker that died: the replica is no longer a
+ * consistent copy; the controller stands down).
  */
 import { type Domain, PAGE_SIZE } from "../guest/domain.ts";
 import { RestoreError } from "./errors.ts";
@@ -135,6 +139,17 @@ export class CheckpointReceiver {
     const hostState = this.#hostState;
     if (context === undefined || hostState === undefined)
       throw new RestoreError("bad-state", "complete without parts");
+    // All or nothing: the domain checks the context and host state before the first change to
+    // it, so a body it refuses discards the checkpoint and leaves the domain as it was.
+    try {
+      this.domain.validateContext?.(context);
+      this.domain.validateHostState?.(hostState);
+    } catch (e) {
+      this.discard(e);
+      throw new RestoreError("domain", `checkpoint ${this.#seq} refused by the domain, nothing applied`, {
+        cause: e,
+      });
+    }
     try {
       if (this.domain.pageCount() !== this.#memoryPages) await this.domain.resize(this.#memoryPages);
       for (const [pfn, data] of this.#pages) this.domain.writePage(pfn, data);

@@ -97,13 +97,15 @@ test("pfns past the declared size and missing parts are refused before any write
   await assert.rejects(r.apply(), (e) => isRestoreError(e, "bad-state"));
 });
 
-test("a host state the domain refuses leaves the receiver failed", async () => {
+test("a host state the domain refuses discards the checkpoint before any write", async () => {
   const d = await target();
   const r = new CheckpointReceiver(d);
   r.begin(1n, 4);
+  r.addPage(0, page(1));
   r.setContext(ctx(1));
   r.setHostState(new TextEncoder().encode("not json"));
   r.finish();
   await assert.rejects(r.apply(), (e) => isRestoreError(e, "domain"));
-  assert.equal(r.state, "failed");
+  assert.equal(r.state, "discarded");
+  assert.equal(d.calls.includes("writePage"), false);
 });

@@ -336,10 +336,19 @@ export function encodeState(state: HostState, mono: bigint, fs: FsBlockSelection
 class Reader {
   private readonly dv: DataView;
   readonly body: Uint8Array;
+  /** Byte strings are copied out of the body (false: views into it, for a check that keeps nothing). */
+  readonly copy: boolean;
   at = 0;
-  constructor(body: Uint8Array) {
+  constructor(body: Uint8Array, copy: boolean) {
     this.body = body;
+    this.copy = copy;
     this.dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  }
+  /** The next `n` bytes (checked by the caller), copied or viewed as `copy` says. */
+  take(n: number): Uint8Array {
+    const b = this.copy ? this.body.slice(this.at, this.at + n) : this.body.subarray(this.at, this.at + n);
+    this.at += n;
+    return b;
   }
   fail(field: string, why: string, offset = this.at): never {
     throw new WasiHostError("state-invalid", `WASI host state: ${field} at offset ${offset}: ${why}`, {
@@ -393,9 +402,7 @@ class Reader {
     const n = this.u32(field);
     if (n > max) this.fail(field, `length ${n} exceeds ${max}`, at);
     this.need(n, field);
-    const b = this.body.slice(this.at, this.at + n);
-    this.at += n;
-    return b;
+    return this.take(n);
   }
   str(field: string): string {
     const at = this.at;
@@ -460,7 +467,29 @@ export function decodeState(
   current: HostState,
   fsLimitBytes: number,
 ): { state: HostState; mono: bigint } {
-  const r: Reader = new Reader(body);
+  const { state, mono, mode, carried } = parseState(new Reader(body, true), fsLimitBytes);
+  buildFileData(state, mode, carried, current);
+  return { state, mono };
+}
+
+/**
+ * Every check decodeState makes (it refuses exactly the bodies decodeState refuses, with the same
+ * WasiHostError "state-invalid"), without building a state: nothing is copied out of the body and
+ * no host's current state is needed. Main-thread cost for a checkpoint: one pass over the body.
+ */
+export function validateState(body: Uint8Array, fsLimitBytes: number): void {
+  parseState(new Reader(body, false), fsLimitBytes);
+}
+
+/** File blocks a body carries: per inode, per block index, the data (undefined: a zero block). */
+type Carried = Map<number, Map<number, Uint8Array | undefined>>;
+
+/** Parse and check a whole body; files come out without data (see buildFileData). */
+function parseState(
+  r: Reader,
+  fsLimitBytes: number,
+): { state: HostState; mono: bigint; mode: number; carried: Carried } {
+  const body = r.body;
   if (r.u32("magic") !== STATE_MAGIC) r.fail("magic", "not a WASI host state", 0);
   const version = r.u32("version");
   if (version !== 1 && version !== STATE_VERSION) r.fail("version", `unsupported version ${version}`, 4);
@@ -492,8 +521,7 @@ export function decodeState(
       const start = r.u64("pending poll start");
       if (start > mono) r.fail("pending poll start", "after the capture time", startAt);
       r.need(nsubs * SIZE.SUBSCRIPTION, "pending poll subscriptions");
-      const subs = r.body.slice(r.at, r.at + nsubs * SIZE.SUBSCRIPTION);
-      r.at += subs.length;
+      const subs = r.take(nsubs * SIZE.SUBSCRIPTION);
       pendingPoll = { inPtr, outPtr, nsubs, subs, start };
     }
   }
@@ -698,7 +726,7 @@ export function decodeState(
   const modeAt = r.at;
   const mode = r.u8("block mode");
   if (mode > 1) r.fail("block mode", `unknown mode ${mode}`, modeAt);
-  const carried = new Map<number, Map<number, Uint8Array | undefined>>();
+  const carried: Carried = new Map();
   const nblocks = r.count("blocks", 9);
   let prevKey = -1n;
   for (let i = 0; i < nblocks; i++) {
@@ -718,8 +746,7 @@ export function decodeState(
     let data: Uint8Array | undefined;
     if (k === 1) {
       r.need(BLOCK_SIZE, "block data");
-      data = r.body.slice(r.at, r.at + BLOCK_SIZE);
-      r.at += BLOCK_SIZE;
+      data = r.take(BLOCK_SIZE);
       const tail = f.size - block * BLOCK_SIZE;
       if (tail < BLOCK_SIZE && !isZero(data.subarray(tail)))
         r.fail("block data", "bytes past the end of file", kAt + 1);
@@ -733,8 +760,27 @@ export function decodeState(
   }
   if (r.at !== body.length) r.fail("end", `${body.length - r.at} trailing bytes`);
 
-  // Build file data: carried blocks, else (mode "some") the current contents of the same inode.
-  for (const f of inodes.values()) {
+  const state: HostState = {
+    args,
+    env,
+    fds,
+    conns,
+    pendingAccepts,
+    stdoutOffset,
+    stderrOffset,
+    stdin,
+    pendingPoll,
+    monoStart,
+    inodes,
+    nextIno,
+    roots,
+  };
+  return { state, mono, mode, carried };
+}
+
+/** File data: carried blocks, else (mode 0, "some") the current contents of the same inode. */
+function buildFileData(state: HostState, mode: number, carried: Carried, current: HostState): void {
+  for (const f of state.inodes.values()) {
     if (f.kind !== "file") continue;
     const count = Math.ceil(f.size / BLOCK_SIZE);
     const mine = carried.get(f.ino);
@@ -760,21 +806,4 @@ export function decodeState(
     }
     f.blocks = blocks;
   }
-
-  const state: HostState = {
-    args,
-    env,
-    fds,
-    conns,
-    pendingAccepts,
-    stdoutOffset,
-    stderrOffset,
-    stdin,
-    pendingPoll,
-    monoStart,
-    inodes,
-    nextIno,
-    roots,
-  };
-  return { state, mono };
 }

@@ -47,6 +47,23 @@ export function decodeContext(
   types: readonly GlobalType[],
   maxStack: number,
 ): GuestContext {
+  const { globals, stackAt } = readContext(body, types, maxStack);
+  return { globals, stack: body.slice(stackAt) };
+}
+
+/**
+ * The checks of decodeContext alone: throws the GuestError "bad-context" decodeContext would,
+ * copies nothing. Cost: a few reads per global (the checkpoint path runs it inside the pause).
+ */
+export function validateContext(body: Uint8Array, types: readonly GlobalType[], maxStack: number): void {
+  readContext(body, types, maxStack);
+}
+
+function readContext(
+  body: Uint8Array,
+  types: readonly GlobalType[],
+  maxStack: number,
+): { globals: { type: GlobalType; bits: bigint }[]; stackAt: number } {
   const bad = (why: string, offset: number) => new GuestError("bad-context", why, { offset });
   if (body.length < 16) throw bad("context record too short", 0);
   const v = new DataView(body.buffer, body.byteOffset, body.byteLength);
@@ -66,7 +83,7 @@ export function decodeContext(
   const len = v.getUint32(p, true);
   if (len > maxStack) throw bad(`Asyncify stack of ${len} bytes exceeds ${maxStack}`, p);
   if (p + 4 + len !== body.length) throw bad("context record length mismatch", p);
-  return { globals, stack: body.slice(p + 4, p + 4 + len) };
+  return { globals, stackAt: p + 4 };
 }
 
 const scratch = new DataView(new ArrayBuffer(8));

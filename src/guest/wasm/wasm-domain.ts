@@ -22,9 +22,19 @@ import {
 } from "../domain.ts";
 import type { GuestPort, PortInput, PortOutput, StdinInput } from "../port.ts";
 import type { WasiHostOptions } from "../wasi/contract.ts";
+import { validateState } from "../wasi/state-codec.ts";
 import { loadInstrumented } from "./cache.ts";
+import { validateContext } from "./context.ts";
 import { GuestError } from "./errors.ts";
-import { CTL_MEMORY_PAGES, CTL_SIGNAL, CTL_STOP, PAGES_PER_WASM_PAGE } from "./layout.ts";
+import {
+  ASYNCIFY_MEMORY_PAGES,
+  ASYNCIFY_STACK_START,
+  CTL_MEMORY_PAGES,
+  CTL_SIGNAL,
+  CTL_STOP,
+  PAGES_PER_WASM_PAGE,
+  WASM_PAGE,
+} from "./layout.ts";
 import {
   type Request,
   type RequestMessage,
@@ -91,6 +101,12 @@ export class WasmDomain implements Domain, GuestPort {
    * unwound nothing else marks blocks (applyHostState keeps the dirty record).
    */
   #fsDirty: FsBlockRef[] = [];
+  /**
+   * The file-system cap the worker's host decodes host state against, when that host is the
+   * default one (src/guest/wasi/host.ts, whose codec validateHostState runs here); undefined for
+   * a host module given in the options, whose encoding is its own (nothing checked here).
+   */
+  readonly #hostStateCap: number | undefined;
 
   private constructor(
     moduleBytes: Uint8Array,
@@ -99,6 +115,7 @@ export class WasmDomain implements Domain, GuestPort {
     options: WasmDomainOptions,
   ) {
     this.#instrumented = inst;
+    this.#hostStateCap = options.hostModule === undefined ? options.host.fsLimitBytes : undefined;
     this.#identity = {
       moduleBytes: moduleBytes.slice(),
       instrumentedHash: inst.hash,
@@ -460,6 +477,25 @@ export class WasmDomain implements Domain, GuestPort {
     await this.#request({ op: "applyContext", body: body.slice() });
     this.#applied = true;
     this.#revived();
+  }
+
+  /** The worker's checks of applyContext, on this thread (Domain.validateContext). */
+  validateContext(body: Uint8Array): void {
+    this.#check("validateContext");
+    if (!this.#instrumented.options.asyncify)
+      throw new GuestError("bad-context", "this module was built without Asyncify");
+    // The worker checks against its Asyncify memory's size, which the transform fixes.
+    validateContext(
+      body,
+      this.#instrumented.globals,
+      ASYNCIFY_MEMORY_PAGES * WASM_PAGE - ASYNCIFY_STACK_START,
+    );
+  }
+
+  /** The default WASI host's checks of applyHostState, on this thread (Domain.validateHostState). */
+  validateHostState(body: Uint8Array): void {
+    this.#check("validateHostState");
+    if (this.#hostStateCap !== undefined) validateState(body, this.#hostStateCap);
   }
 
   /** A state applied to a guest that had exited or trapped: it is a suspended guest again. */

@@ -171,9 +171,14 @@ export class MemoryDomain implements Domain {
     return out;
   }
 
+  validateContext(body: Uint8Array): void {
+    this.#need("validateContext");
+    checkContext(body);
+  }
+
   async applyContext(body: Uint8Array): Promise<void> {
     this.#need("applyContext", "suspended", "created");
-    if (body.length < 8) throw new DomainError("bad-context", "context too short");
+    checkContext(body);
     this.#ticks = new DataView(body.buffer, body.byteOffset, body.byteLength).getBigUint64(0, true);
     this.#blob = body.slice(8);
     this.#applied = true;
@@ -192,17 +197,14 @@ export class MemoryDomain implements Domain {
     );
   }
 
+  validateHostState(body: Uint8Array): void {
+    this.#need("validateHostState");
+    parseHostState(body);
+  }
+
   async applyHostState(body: Uint8Array): Promise<void> {
     this.#need("applyHostState", "suspended", "created");
-    let parsed: { blob: string; blocks: Record<string, string> };
-    try {
-      parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
-    } catch (e) {
-      throw new DomainError("bad-host-state", "host state does not parse", { cause: e });
-    }
-    if (typeof parsed.blob !== "string" || typeof parsed.blocks !== "object") {
-      throw new DomainError("bad-host-state", "host state has the wrong shape");
-    }
+    const parsed = parseHostState(body);
     this.#hostBlob = Buffer.from(parsed.blob, "hex");
     for (const [k, v] of Object.entries(parsed.blocks)) this.#fs.set(k, Buffer.from(v, "hex"));
     this.#applied = true;
@@ -321,4 +323,23 @@ export class MemoryDomain implements Domain {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
   }
+}
+
+/** The context body's checks (applyContext and validateContext). */
+function checkContext(body: Uint8Array): void {
+  if (body.length < 8) throw new DomainError("bad-context", "context too short");
+}
+
+/** The host-state body's parse and checks (applyHostState and validateHostState). */
+function parseHostState(body: Uint8Array): { blob: string; blocks: Record<string, string> } {
+  let parsed: { blob: string; blocks: Record<string, string> };
+  try {
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+  } catch (e) {
+    throw new DomainError("bad-host-state", "host state does not parse", { cause: e });
+  }
+  if (typeof parsed?.blob !== "string" || typeof parsed.blocks !== "object" || parsed.blocks === null) {
+    throw new DomainError("bad-host-state", "host state has the wrong shape");
+  }
+  return parsed;
 }
