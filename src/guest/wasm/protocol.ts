@@ -51,7 +51,8 @@ export type Reply =
       readonly t: "reply";
       readonly id: number;
       readonly ok: true;
-      readonly value: Uint8Array | FsBlockRef[] | undefined;
+      /** start/resume: when the guest ran again (the worker's process.hrtime, ms). */
+      readonly value: Uint8Array | FsBlockRef[] | number | undefined;
     }
   | { readonly t: "reply"; readonly id: number; readonly ok: false; readonly error: SerializedError };
 

@@ -425,18 +425,40 @@ export class WasmDomain implements Domain, GuestPort {
     if (this.#applied) throw new DomainError("bad-state", "start after apply*(): use resume()", this.#state);
     Atomics.store(this.#ctl32, CTL_STOP >> 2, 0);
     this.#state = "running";
-    await this.#request({ op: "start" });
+    this.#resumedAt = this.#fromWorkerClock(await this.#request<number>({ op: "start" }));
   }
 
-  async suspend(): Promise<void> {
-    await this.#checkAsync("suspend", "running");
-    if (!this.#instrumented.options.asyncify) {
-      throw new DomainError("unsupported", "suspend needs the Asyncify transform", this.#state);
+  /**
+   * The stop is requested (the worker woken) before suspend() returns, so a caller may go on
+   * synchronously while the guest unwinds; resolves once it has.
+   */
+  suspend(): Promise<void> {
+    try {
+      this.#check("suspend", "running");
+      if (!this.#instrumented.options.asyncify) {
+        throw new DomainError("unsupported", "suspend needs the Asyncify transform", this.#state);
+      }
+    } catch (e) {
+      return Promise.reject(e);
     }
     const stopped = new Promise<void>((resolve) => this.#stopWaiters.push(resolve));
     Atomics.store(this.#ctl32, CTL_STOP >> 2, 1);
     this.#signal();
-    await stopped;
+    return stopped;
+  }
+
+  /**
+   * performance.now() (this thread's clock) at which the worker last started or resumed the
+   * guest: where a pause really ends. This thread hears of it a wake-up later.
+   */
+  get resumedAt(): number | undefined {
+    return this.#resumedAt;
+  }
+  #resumedAt: number | undefined;
+
+  /** The worker's monotonic time (ms, process.hrtime) on this thread's performance.now() clock. */
+  #fromWorkerClock(ms: number): number {
+    return performance.now() - (Number(process.hrtime.bigint()) / 1e6 - ms);
   }
 
   /** The resume request is posted before resume() returns (callers may go on synchronously). */
@@ -451,7 +473,7 @@ export class WasmDomain implements Domain, GuestPort {
     }
     Atomics.store(this.#ctl32, CTL_STOP >> 2, 0);
     this.#state = "running";
-    await this.#request({ op: "resume" });
+    this.#resumedAt = this.#fromWorkerClock(await this.#request<number>({ op: "resume" }));
   }
 
   /** Wait until the guest stops running (suspended, exited or trapped). Resolves at once if not running. */

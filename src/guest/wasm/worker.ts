@@ -280,7 +280,7 @@ function handle(req: Request): Uint8Array | ReturnType<WasiHost["harvestFsDirty"
   switch (req.op) {
     case "start":
     case "resume":
-      return undefined; // run after the reply (see below)
+      return undefined; // answered and run below
     case "captureContext":
       return captureContext();
     case "applyContext":
@@ -328,15 +328,16 @@ port.on("message", (msg: RequestMessage) => {
     post({ t: "reply", id: msg.id, ok: false, error: serialize(e) });
     return;
   }
-  post({ t: "reply", id: msg.id, ok: true, value });
-  if (msg.op === "start") {
+  if (msg.op === "start" || msg.op === "resume") {
+    // The reply carries when the guest runs again (this thread's monotonic clock, ms): the end of
+    // its pause, which the main thread only hears of a wake-up later.
     host.onResume();
-    run(false);
-  } else if (msg.op === "resume") {
-    host.onResume();
-    pump();
-    run(unwound);
+    if (msg.op === "resume") pump();
+    post({ t: "reply", id: msg.id, ok: true, value: Number(process.hrtime.bigint()) / 1e6 });
+    run(msg.op === "resume" && unwound);
+    return;
   }
+  post({ t: "reply", id: msg.id, ok: true, value });
 });
 
 try {
