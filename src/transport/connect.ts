@@ -6,6 +6,11 @@
  * dialler's verdict. Only then does the listener's `onConnection` run and `dial()` resolve; no
  * byte of a refused connection ever reaches the layer above. Every length read before that is
  * bounded (hello <= HELLO_MAX_SIZE) and every step has a deadline (timeoutMs).
+ *
+ * A listener holds at most `maxHandshakes` connections that have not finished the hello (TCP
+ * accepted, TLS or hello under way); one more is closed as soon as it is accepted, before any
+ * TLS work, so a stranger opening idle connections costs a bounded number of sockets and timers,
+ * each gone within its deadlines. Connections handed to `onConnection` do not count.
  */
 import net from "node:net";
 import tls from "node:tls";
@@ -67,6 +72,22 @@ export interface HelloParams {
 }
 
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Longest handshake deadline accepted: Node's timer limit (a longer one would fire at once). */
+export const MAX_HANDSHAKE_TIMEOUT_MS = 2 ** 31 - 1;
+/** Default cap on a listener's connections that have not finished the hello (ListenOptions.maxHandshakes). */
+export const DEFAULT_MAX_HANDSHAKES = 16;
+
+/** A deadline option in ms: a positive finite number no larger than Node's timer limit. */
+function checkTimeout(timeoutMs: number): number {
+  if (!(timeoutMs > 0 && timeoutMs <= MAX_HANDSHAKE_TIMEOUT_MS)) {
+    throw new TransportError(
+      "config",
+      `handshake timeout ${timeoutMs} ms is not in (0, ${MAX_HANDSHAKE_TIMEOUT_MS}]`,
+      { details: { timeoutMs } },
+    );
+  }
+  return timeoutMs;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Reading exact byte counts off a channel (handshake only).
@@ -308,7 +329,7 @@ export interface DialOptions extends DiallerHandshake {
 
 /** Connect, authenticate (TLS), exchange hellos. Rejects with a TransportError. */
 export async function dial(options: DialOptions): Promise<Connection> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
   const where = options.path ?? `${options.host ?? "127.0.0.1"}:${options.port}`;
   const sec = options.security;
   const socket = await new Promise<net.Socket>((resolve, reject) => {
@@ -372,7 +393,16 @@ export interface ListenOptions {
    */
   readonly session?: Uint8Array | "adopt";
   readonly capabilities?: bigint;
+  /**
+   * Deadline of each handshake step in ms (default DEFAULT_HANDSHAKE_TIMEOUT_MS): the TLS
+   * handshake, then the hello exchange; a refusal's verdict gets VERDICT_GRACE_MS more to flush.
+   */
   readonly timeoutMs?: number;
+  /**
+   * Most connections at once that have not finished the hello (default DEFAULT_MAX_HANDSHAKES);
+   * one more is closed as soon as it is accepted, and logged at warn once per burst.
+   */
+  readonly maxHandshakes?: number;
   readonly log?: TransportLog;
 }
 
@@ -389,7 +419,10 @@ export interface Listener {
   readonly session: Uint8Array | undefined;
   /** Change the current session (undefined: adopt the next one). Connections already up stay. */
   setSession(session: Uint8Array | undefined): void;
-  /** Called for every refused connection (stranger, mismatch, replay), after it is logged. */
+  /**
+   * Called for every refused connection (stranger, mismatch, replay), after it is logged. Not
+   * for connections closed at once over `maxHandshakes` (a flood of them is logged once a burst).
+   */
   onRefused(listener: (info: RefusedInfo) => void): void;
   /** Stop accepting; connections already handed out are not touched; handshakes in progress are cut. */
   close(): Promise<void>;
@@ -420,7 +453,20 @@ export async function listen(
   /** Sockets not yet handed out (in the TLS handshake or the hello), by remote address:port. */
   const pending = new Map<string, net.Socket>();
   const keyOf = (s: net.Socket): string => `${s.remoteAddress}:${s.remotePort}:${s.localPort}`;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  const maxHandshakes = options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES;
+  if (!Number.isSafeInteger(maxHandshakes) || maxHandshakes < 1) {
+    throw new TransportError("config", `maxHandshakes ${maxHandshakes} is not a positive integer`, {
+      details: { maxHandshakes },
+    });
+  }
+  // Connections in the handshake = accepted and open − handed out and open. Counted by socket
+  // events, not by pairing a TLS socket with the TCP socket under it (Node offers no public link):
+  // both close in the same tick, so the difference is exact between events.
+  let open = 0;
+  let handedOut = 0;
+  /** Connections closed over the cap since one was last admitted (0: not in a burst). */
+  let overCap = 0;
 
   const refused = (remote: string, error: TransportError): void => {
     log("warn", `refused connection from ${remote}: [${error.code}] ${error.message}`, {
@@ -431,6 +477,9 @@ export async function listen(
   };
 
   const onSocket = (socket: net.Socket): void => {
+    // Half-open from here on (a dialler may end its side and still read ours); not during the TLS
+    // handshake, where a peer's end must close the socket at once rather than at the deadline.
+    socket.allowHalfOpen = true;
     pending.set(keyOf(socket), socket);
     const remote =
       socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
@@ -455,6 +504,11 @@ export async function listen(
     }).then(
       ({ local, peer }) => {
         pending.delete(keyOf(socket));
+        // A socket destroyed meanwhile has its close still to come (or done): not counted.
+        if (!socket.destroyed) {
+          handedOut++;
+          socket.once("close", () => handedOut--);
+        }
         log("info", `accepted ${peer.kind} connection from ${peer.role} at ${remote}`);
         onConnection({ channel, local, peer, remote, tls: tlsInfo(socket) });
       },
@@ -465,25 +519,46 @@ export async function listen(
     );
   };
 
-  let server: net.Server;
-  if (sec.mode === "insecure") {
-    server = net.createServer({ allowHalfOpen: true }, onSocket);
-  } else {
-    const tlsServer = tls.createServer({ ...serverTlsOptions(sec), handshakeTimeout: timeoutMs }, onSocket);
+  // The TLS server does not listen: the TCP server below accepts, applies the cap, and hands it
+  // each admitted socket (its "connection" event), so a refused one costs no TLS work.
+  let tlsServer: tls.Server | undefined;
+  if (sec.mode !== "insecure") {
+    tlsServer = tls.createServer(
+      { ...serverTlsOptions(sec), allowHalfOpen: false, handshakeTimeout: timeoutMs },
+      onSocket,
+    );
     tlsServer.on("tlsClientError", (err, socket) => {
       const remote =
         socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
       socket.destroy();
       refused(remote, fromNodeError(err, "TLS handshake"));
     });
-    server = tlsServer;
   }
-  server.on("connection", (s: net.Socket) => {
+  const server = net.createServer({ allowHalfOpen: sec.mode === "insecure" }, (s: net.Socket) => {
+    if (open - handedOut >= maxHandshakes) {
+      s.destroy();
+      if (overCap++ === 0) {
+        log(
+          "warn",
+          `closing new connections: ${maxHandshakes} already in the handshake (maxHandshakes); further ones are closed without a log line until one gets in`,
+          { remote: s.remoteAddress ?? "unix", maxHandshakes },
+        );
+      }
+      return;
+    }
+    if (overCap > 0) {
+      log("info", `closed ${overCap} connections over the handshake cap`, { closed: overCap });
+      overCap = 0;
+    }
+    open++;
+    s.once("close", () => open--);
     const key = keyOf(s);
     pending.set(key, s);
     s.once("close", () => {
       if (pending.get(key) === s) pending.delete(key);
     });
+    if (tlsServer !== undefined) tlsServer.emit("connection", s);
+    else onSocket(s);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) => reject(fromNodeError(err, `listen on ${options.path ?? host}`)));
