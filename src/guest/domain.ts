@@ -120,6 +120,15 @@ export interface Domain {
   writePages?(firstPfn: number, src: Uint8Array): void;
 
   /**
+   * Optional, state "created" only (a restore target): hand page writes to the domain's own
+   * thread. For each quad of `ops` (index into `buffers`, source offset, destination byte offset,
+   * length) those bytes are copied into guest memory, in order, ahead of any later operation;
+   * every later memory access through this interface sees them. The buffers are transferred
+   * (detached from the caller). Throws RangeError for a write out of range, before any is queued.
+   */
+  queueWrites?(buffers: ArrayBuffer[], ops: Float64Array): void;
+
+  /**
    * Return the pfns written since the previous harvest (by the guest or by the host on the
    * guest's behalf), ascending, and clear their marks, each mark cleared before the caller can
    * copy the page. Safe while running. The first harvest after start returns the pages written

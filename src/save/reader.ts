@@ -36,6 +36,17 @@ export class RecordReader<S extends boolean = false> {
   readonly source: ByteSource;
   readonly decoder: StreamDecoder<S>;
   #eof = false;
+  #chunk: Uint8Array | undefined;
+  /**
+   * Called with the previous chunk once the decoder has moved on to the next one (it no longer
+   * refers to the previous chunk): views of it may now be handed elsewhere.
+   */
+  onChunkDone: ((chunk: Uint8Array) => void) | undefined;
+
+  /** The chunk the decoder is reading (items' views point into it or into decoder buffers). */
+  get currentChunk(): Uint8Array | undefined {
+    return this.#chunk;
+  }
 
   constructor(source: ByteSource, options: StreamingDecoderOptions<S> = {}) {
     this.source = source;
@@ -52,6 +63,15 @@ export class RecordReader<S extends boolean = false> {
     this.decoder.expect(accept);
   }
 
+  /**
+   * The next item if the decoder already holds it (no read, no await); undefined when it needs
+   * more input or the input ended (then `next()` says which). The per-chunk fast path: a chunk
+   * of PAGE_DATA yields its items synchronously.
+   */
+  poll(): ItemOf<S> | undefined {
+    return this.decoder.next();
+  }
+
   async next(): Promise<ItemOf<S> | null> {
     for (;;) {
       const item = this.decoder.next();
@@ -64,6 +84,9 @@ export class RecordReader<S extends boolean = false> {
         return null;
       }
       this.decoder.write(chunk);
+      const done = this.#chunk;
+      this.#chunk = chunk;
+      if (done !== undefined) this.onChunkDone?.(done);
     }
   }
 

@@ -24,9 +24,15 @@ import { PAGE_SIZE } from "../guest/domain.ts";
 import { StreamError } from "../stream/errors.ts";
 import { DHDR_TYPE_WASM32, EMULATOR_ID } from "../stream/format.ts";
 import type { DomainHeader } from "../stream/headers.ts";
-import { forEachStreamedRun, type PageData, pageTypeHasData } from "../stream/records/page-data.ts";
+import {
+  forEachPiece,
+  forEachStreamedRun,
+  type PageData,
+  pageTypeHasData,
+} from "../stream/records/page-data.ts";
 import type { ByteSource } from "./channel.ts";
 import { RestoreError } from "./errors.ts";
+import { PageWriteQueue, type QueueingTarget } from "./page-queue.ts";
 import { itemName, RecordReader, type StreamedItem } from "./reader.ts";
 
 /**
@@ -109,23 +115,34 @@ export async function restoreSeed(
   reader: RecordReader<boolean>,
   opts: RestoreOptions,
 ): Promise<RestoredSeed> {
-  const seed = new SeedApplier(opts);
+  const seed = new SeedApplier(opts, reader);
   let item: StreamedItem | null | undefined;
+  reader.onChunkDone = (c) => seed.queue?.chunkDone(c);
   try {
     for (;;) {
-      item = await reader.next();
+      // Items the decoder already holds are taken without an await, and PAGE_DATA is applied
+      // synchronously: a 16 KiB TLS record costs one wake-up, not one per item.
+      item = reader.poll() ?? (await reader.next());
       if (item === null) {
         throw new RestoreError("truncated", "the stream ended before it was complete", {
           offset: reader.offset,
         });
       }
+      if (seed.pageItem(item)) continue;
+      seed.queue?.otherItem(reader.currentChunk);
       const done = await seed.handle(item);
-      if (done !== undefined) return { ...done, bytes: reader.offset };
+      if (done !== undefined) {
+        seed.queue?.flush();
+        return { ...done, bytes: reader.offset };
+      }
     }
   } catch (e) {
     const err = asRestoreError(e, reader, item ?? undefined);
     await seed.domain?.destroy().catch(() => {});
     throw err;
+  } finally {
+    reader.onChunkDone = undefined;
+    if (seed.queue !== undefined) reader.decoder.setPagePieces(false);
   }
 }
 
@@ -141,38 +158,68 @@ class SeedApplier {
   /** pfns of the data pages of the PAGE_DATA record being streamed. */
   #dataPfns: Float64Array = new Float64Array(0);
 
-  constructor(opts: RestoreOptions) {
+  readonly #reader: RecordReader<boolean>;
+  /** Page writes handed to the target's thread (a target that offers queueWrites). */
+  queue: PageWriteQueue | undefined;
+
+  constructor(opts: RestoreOptions, reader: RecordReader<boolean>) {
     this.opts = opts;
+    this.#reader = reader;
   }
 
-  async handle(item: StreamedItem): Promise<Omit<RestoredSeed, "bytes"> | undefined> {
-    const where = { offset: item.offset, record: itemName(item) };
+  /** Apply a streamed PAGE_DATA item (true), or leave any other item to `handle` (false). */
+  pageItem(item: StreamedItem): boolean {
     switch (item.kind) {
       case "page-data-begin": {
         need(this.domain, item);
+        const where = { offset: item.offset, record: itemName(item) };
         if (this.#declared < 0)
           throw new RestoreError("malformed", "PAGE_DATA before CHECKPOINT_INFO", where);
         for (const pfn of item.dataPfns) checkPfn(pfn, this.#declared, where);
         this.#dataPfns = item.dataPfns;
-        return undefined;
+        // A target that takes queued writes gets them as pieces of the reader's chunks: the
+        // decoder then hands out pages split across chunks without staging them.
+        const d = this.domain!;
+        if (this.queue === undefined && d.queueWrites !== undefined && d.state === "created") {
+          this.queue = new PageWriteQueue(d as Domain & QueueingTarget);
+          this.#reader.decoder.setPagePieces(true);
+        }
+        return true;
       }
       case "page-data-pages": {
         const d = need(this.domain, item);
+        const queue = this.queue;
+        if (queue !== undefined) {
+          const chunk = this.#reader.currentChunk;
+          forEachPiece(this.#dataPfns, item.firstDataIndex, item.pageOffset, item.bytes, (dst, run) =>
+            queue.add(dst, run, chunk),
+          );
+          return true;
+        }
         if (d.writePages !== undefined) {
           // one call per run of consecutive pfns (a pre-copy round sends them ascending)
           const write = d.writePages.bind(d);
           forEachStreamedRun(this.#dataPfns, item.firstDataIndex, item.bytes, write);
-          return undefined;
+          return true;
         }
         const n = item.bytes.length / PAGE_SIZE;
         for (let k = 0; k < n; k++) {
           const page = item.bytes.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE);
           d.writePage(this.#dataPfns[item.firstDataIndex + k] as number, page);
         }
-        return undefined;
+        return true;
       }
       case "page-data-end":
-        return undefined;
+        return true;
+    }
+    return false;
+  }
+
+  async handle(item: StreamedItem): Promise<Omit<RestoredSeed, "bytes"> | undefined> {
+    const where = { offset: item.offset, record: itemName(item) };
+    if (item.kind === "page-data-begin" || item.kind === "page-data-pages" || item.kind === "page-data-end") {
+      this.pageItem(item);
+      return undefined;
     }
     if (item.kind === "header") {
       if (item.header === "libxc-domain") {

@@ -142,6 +142,11 @@ export interface PageDataPages {
   readonly recordOffset: number;
   /** Data-page index (0 … pageCount−1) of the first page in `bytes`. */
   readonly firstDataIndex: number;
+  /**
+   * Byte offset within that page of `bytes[0]`: 0, and `bytes` whole pages, unless the decoder
+   * hands out page pieces (`setPagePieces(true)`); then `bytes` may begin and end inside a page.
+   */
+  readonly pageOffset: number;
   readonly bytes: Uint8Array;
 }
 
@@ -274,6 +279,9 @@ export class StreamDecoder<S extends boolean = false> {
   private pageStageIx = 0;
   /** Bytes of the split page staged so far (0: none). */
   private pageFill = 0;
+  /** Hand out split pages as pieces (setPagePieces); pdPageOffset: where the next byte lies in its page. */
+  private pieces = false;
+  private pdPageOffset = 0;
 
   constructor(options: StreamingDecoderOptions<S> = {}) {
     const start = options.start ?? "auto";
@@ -305,6 +313,16 @@ export class StreamDecoder<S extends boolean = false> {
    * between items; throws inside a streamed PAGE_DATA record. A record already being assembled
    * whole stays whole.
    */
+  /**
+   * Streamed PAGE_DATA only: with `on`, a page split across two chunks is not staged but handed
+   * out as two pieces, each a view of its chunk (see PageDataPages.pageOffset), so no byte of
+   * page data is ever copied by the decoder. Switch between items, not while a page is staged.
+   */
+  setPagePieces(on: boolean): void {
+    if (this.pageFill > 0) throw new Error("StreamDecoder.setPagePieces while a page is staged");
+    this.pieces = on;
+  }
+
   setStreamPageData(on: boolean): void {
     if (this.pdPhase !== null)
       throw new Error("StreamDecoder.setStreamPageData inside a streamed PAGE_DATA record");
@@ -638,12 +656,33 @@ export class StreamDecoder<S extends boolean = false> {
       // 8 + 8C + 4096N is a multiple of 8: a valid PAGE_DATA record has no padding.
       this.pdLeft = entries.pageCount * PAGE_SIZE;
       this.pdDataIndex = 0;
+      this.pdPageOffset = 0;
       this.pdPhase = this.pdLeft > 0 ? "pages" : "end";
       const dataPfns = dataPfnsOf(entries);
       return { kind: "page-data-begin", offset: p.offset, length: p.length, entries, dataPfns };
     }
     if (this.pdPhase === "pages") {
       const avail = this.chunk.length - this.pos;
+      if (this.pieces) {
+        const n = Math.min(avail, this.pdLeft);
+        if (n === 0) return undefined;
+        const item: PageDataPages = {
+          kind: "page-data-pages",
+          offset: this.consumed,
+          recordOffset: p.offset,
+          firstDataIndex: this.pdDataIndex,
+          pageOffset: this.pdPageOffset,
+          bytes: this.chunk.subarray(this.pos, this.pos + n),
+        };
+        this.pos += n;
+        this.consumed += n;
+        const through = this.pdPageOffset + n;
+        this.pdDataIndex += Math.floor(through / PAGE_SIZE);
+        this.pdPageOffset = through % PAGE_SIZE;
+        this.pdLeft -= n;
+        if (this.pdLeft === 0) this.pdPhase = "end";
+        return item;
+      }
       if (this.pageFill > 0) {
         // finish the page split across the previous chunk(s)
         const stage = this.pageStage[this.pageStageIx]!;
@@ -687,6 +726,7 @@ export class StreamDecoder<S extends boolean = false> {
       offset: at,
       recordOffset: p.offset,
       firstDataIndex: this.pdDataIndex,
+      pageOffset: 0,
       bytes,
     };
     this.pdDataIndex += bytes.length / PAGE_SIZE;

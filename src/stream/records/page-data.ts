@@ -222,3 +222,40 @@ export function forEachStreamedRun(
     start = k;
   }
 }
+
+/**
+ * `forEachStreamedRun` for page pieces (a decoder with `setPagePieces(true)`): `bytes` starts
+ * `pageOffset` bytes into data page `firstDataIndex` and may end inside a page. Calls
+ * `apply(destinationByte, view)` once per stretch of `bytes` whose destination (pfn × 4096 +
+ * offset) is contiguous, `view` a view of `bytes`.
+ */
+export function forEachPiece(
+  dataPfns: Float64Array,
+  firstDataIndex: number,
+  pageOffset: number,
+  bytes: Uint8Array,
+  apply: (destination: number, bytes: Uint8Array) => void,
+): void {
+  const n = bytes.length;
+  let pos = 0;
+  let index = firstDataIndex;
+  let off = pageOffset;
+  let runDst = -1;
+  let runStart = 0;
+  while (pos < n) {
+    const take = Math.min(PAGE_SIZE - off, n - pos);
+    const dst = dataPfns[index]! * PAGE_SIZE + off;
+    if (runDst < 0 || dst !== runDst + (pos - runStart)) {
+      if (runDst >= 0) apply(runDst, bytes.subarray(runStart, pos));
+      runDst = dst;
+      runStart = pos;
+    }
+    pos += take;
+    off += take;
+    if (off === PAGE_SIZE) {
+      off = 0;
+      index++;
+    }
+  }
+  if (runDst >= 0) apply(runDst, bytes.subarray(runStart, pos));
+}
