@@ -20,8 +20,8 @@
  *     writes, fsync).
  *
  * Goals (issue 4): downtime ≤ 20 ms; stream throughput ≥ 70 % of the raw TLS socket.
- * `node bench/migrate.bench.ts [--mem-mib N] [--runs N]` (default 256 MiB, 1 run;
- * COLO_BENCH_LONG=1 runs 3 times). Each row is one run; the summary gives the median.
+ * `node bench/migrate.bench.ts [--mem-mib N] [--runs N]` (default 256 MiB, 3 runs;
+ * COLO_BENCH_LONG=1 runs 7 times). Each row is one run; the summary gives the median.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -46,7 +46,7 @@ const MEM_MIB = Number(arg("--mem-mib") ?? 256);
 const WS_MIB = Math.min(64, MEM_MIB);
 /** --spin: the guest spins between its page writes (one core busy) instead of sleeping. */
 const SPIN = process.argv.includes("--spin");
-const RUNS = Number(arg("--runs") ?? (process.env.COLO_BENCH_LONG === "1" ? 3 : 1));
+const RUNS = Number(arg("--runs") ?? (process.env.COLO_BENCH_LONG === "1" ? 7 : 3));
 const module = readFileSync(new URL("../guests/compute.wasm", import.meta.url));
 const hostOpts = (args: string[]) => ({ args, env: [], preopens: [], fsLimitBytes: 1 << 20 });
 const quiet = (l: string, m: string) =>

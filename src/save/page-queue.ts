@@ -16,7 +16,7 @@ import { isMarkedAsUntransferable } from "node:worker_threads";
 import { PAGE_SIZE } from "../guest/domain.ts";
 
 /** Bytes of page writes per batch posted to the target's thread. */
-const FLUSH_BYTES = 1 << 20;
+const FLUSH_BYTES = 512 * 1024;
 /** Side buffer size (copied pages of a batch). */
 const SIDE_BYTES = 256 * 1024;
 

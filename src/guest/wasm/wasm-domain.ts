@@ -75,6 +75,9 @@ interface Pending {
   reject(error: Error): void;
 }
 
+/** Most batches of queued page writes (≈ 512 KiB each) in flight to the worker (queueWrites). */
+const MAX_QUEUED_BATCHES = 4;
+
 export class WasmDomain implements Domain, GuestPort {
   #state: DomainState = "created";
   #end: GuestEnd | undefined;
@@ -443,16 +446,21 @@ export class WasmDomain implements Domain, GuestPort {
     const msg: RequestMessage = { op: "write", buffers, ops, id: -this.#nextId++ };
     this.#worker.postMessage(msg, [...buffers, ops.buffer as ArrayBuffer]);
     this.#writesQueued++;
+    // Backpressure: a worker that falls behind (no core free for it) holds at most
+    // MAX_QUEUED_BATCHES batches; the caller waits here, and so stops reading its stream.
+    if (this.#writesQueued - Atomics.load(this.#ctl32, CTL_WRITES >> 2) > MAX_QUEUED_BATCHES)
+      this.#settleWrites(MAX_QUEUED_BATCHES / 2);
   }
 
-  /** Batches of queued writes posted to the worker (its CTL_WRITES counts those done). */
+  /** Batches of queued writes posted to the worker since it last caught up (CTL_WRITES: done). */
   #writesQueued = 0;
 
   /**
-   * Wait (blocking, briefly: the worker lags by at most the last batch) until the worker has
-   * done every queued write. A worker that stops answering fails the domain after 30 s.
+   * Wait (blocking, briefly: the worker lags by at most MAX_QUEUED_BATCHES) until the worker
+   * has done every queued write but `leave` batches. A worker that stops answering fails the
+   * domain after 30 s.
    */
-  #settleWrites(): void {
+  #settleWrites(leave = 0): void {
     if (this.#writesQueued === 0) return;
     const i = CTL_WRITES >> 2;
     const deadline = performance.now() + 30_000;
@@ -470,6 +478,7 @@ export class WasmDomain implements Domain, GuestPort {
         Atomics.sub(this.#ctl32, i, done);
         return;
       }
+      if (this.#writesQueued - done <= leave) return;
       if (this.#failure !== undefined) throw this.#failure;
       if (performance.now() > deadline) {
         const err = new GuestError("worker-failed", "queued page writes were not done within 30 s", {
