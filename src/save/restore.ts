@@ -100,7 +100,10 @@ export function asRestoreError(e: unknown, reader: RecordReader<boolean>, item?:
   if (typeof code === "string" && (e as Error).name === "TransportError") {
     return new RestoreError("io", "the connection failed", where);
   }
-  if ((e as Error)?.name === "DomainError")
+  // The domain's own refusals: DomainError from the contract; GuestError / WasiHostError as the
+  // guest's worker reports them (a context or host state it will not take, a module it refuses).
+  const name = (e as Error)?.name;
+  if (name === "DomainError" || name === "GuestError" || name === "WasiHostError")
     return new RestoreError("domain", "the target refused the stream's state", where);
   return new RestoreError("io", "reading the stream failed", where);
 }

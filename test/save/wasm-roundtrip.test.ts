@@ -10,8 +10,10 @@ import { test } from "node:test";
 import { highestConnId, shiftedPort } from "../../src/cli/control.ts";
 import type { GuestPort, PortInput, PortOutput, StdinInput } from "../../src/guest/port.ts";
 import { WasmDomain } from "../../src/guest/wasm/wasm-domain.ts";
+import { isRestoreError } from "../../src/save/errors.ts";
 import { restoreFromSource } from "../../src/save/restore.ts";
 import { saveDomain } from "../../src/save/save.ts";
+import { decodeAll } from "../../src/stream/decoder.ts";
 import { bytesSource, CollectSink } from "./helpers/bytes.ts";
 
 const COMPUTE = readFileSync(new URL("../../guests/compute.wasm", import.meta.url));
@@ -132,4 +134,32 @@ test("WasmDomain restore target: resize maps memory without changing it or marki
   } finally {
     await d.destroy();
   }
+});
+
+test("a host state the WebAssembly target refuses is a RestoreError 'domain' with the host's reason", {
+  timeout: 60_000,
+}, async () => {
+  const src = await WasmDomain.create(COMPUTE, {
+    host: host(["compute", "--mem-mib", "2", "--ws-mib", "1", "--pages-per-sec", "100", "--sleep"]),
+  });
+  await src.start();
+  await new Promise((r) => setTimeout(r, 100));
+  const sink = new CollectSink();
+  await saveDomain(src, sink);
+  await src.destroy();
+  const bytes = sink.bytes();
+  const emu = decodeAll(bytes).find((i) => i.kind === "record" && i.name === "EMULATOR_CONTEXT");
+  assert.ok(emu !== undefined && emu.kind === "record");
+  // EMULATOR_CONTEXT: 8-byte record header, 8-byte emulator header, then the WASI host state,
+  // whose first bytes are its encoding's magic
+  const bad = bytes.slice();
+  bad[emu.offset + 16] = (bad[emu.offset + 16] ?? 0) ^ 0xff;
+  let made: WasmDomain | undefined;
+  await assert.rejects(
+    restoreFromSource(bytesSource(bad, 7919), {
+      createTarget: async (m) => (made = await WasmDomain.createRestoreTarget(m, { host: host([]) })),
+    }),
+    (e) => isRestoreError(e, "domain") && /WASI host state/.test(String((e as Error).cause)),
+  );
+  assert.equal(made?.state, "destroyed", "the half-restored target is destroyed");
 });
