@@ -44,6 +44,7 @@ import type { ByteSource } from "../save/channel.ts";
 import {
   type BackRecord,
   type CheckpointedStream,
+  type CheckpointFinish,
   describeBack,
   openCheckpointedStream,
 } from "../save/migrate.ts";
@@ -722,26 +723,29 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#checkAlive();
     // No NEW once the PVM has ended: the SVM must run on to reach (or not) the same end.
     if (this.#pvmGone()) throw new ReplicationError("domain", "the PVM has ended", { seq });
-    this.#setState("checkpointing");
-    this.proxy.pauseForCheckpoint();
-    // NEW goes out and the PVM's stop is asked at once: the PVM stops while NEW travels and the
-    // SVM stops on its side. Both settle before anything else (never leave a stop in flight).
-    const svmSuspended = this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
-    svmSuspended.catch(() => {});
-    const newSent = stream.sendState(CHECKPOINT_STATE.NEW, seq).then(() => mark("newSent"));
+    // The PVM's stop is asked first (its worker wakes while this thread goes on); in the same turn
+    // client input pauses and NEW goes out, so the SVM stops on its side while the PVM unwinds.
+    // Both settle before anything else (never leave a stop in flight).
     const pvmStopped = (this.domain.state === "running" ? this.domain.suspend() : Promise.resolve()).then(
       () => mark("pvmSuspended"),
     );
+    this.proxy.pauseForCheckpoint();
+    const svmSuspended = this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
+    svmSuspended.catch(() => {});
+    const newSent = stream.sendState(CHECKPOINT_STATE.NEW, seq).then(() => mark("newSent"));
+    this.#setState("checkpointing");
     for (const r of await Promise.allSettled([newSent, pvmStopped]))
       if (r.status === "rejected") throw r.reason;
     this.#checkAlive();
     if (this.domain.state !== "suspended") {
       throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
     }
-    // While the SVM harvests and sends its lists: harvest A and P's changed blocks, and ask the
-    // worker for the guest context and the host state together (one wake-up). The host state is
-    // captured with P's blocks (all of them for cache/full) on the bet that S's list adds none
-    // (it is captured again if it does).
+    // While the SVM harvests and sends its lists: harvest A and P's changed blocks, ask the worker
+    // for the guest context and the host state together (one wake-up), and start sending A's pages
+    // (every page: strategy full). The host state is captured with P's blocks (all of them for
+    // cache/full) on the bet that S's list adds none (it is captured again if it does). The PVM
+    // stays suspended until SVM_READY, when the secondary has every byte: the pages go out as
+    // views of its memory, not copies.
     const a = this.domain.harvestDirty();
     const fsA = await this.domain.harvestFsDirty();
     const context = this.domain.captureContext();
@@ -751,10 +755,11 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     context.catch(() => {});
     early.catch(() => {});
     mark("harvested");
+    stream.beginCheckpoint(seq, strategy === "full" ? allPfns(this.domain.pageCount()) : a, { borrow: true });
     await svmSuspended;
     mark("svmSuspended");
     let b: ArrayLike<number> = new Uint32Array(0);
-    let fsBlocks: Parameters<CheckpointedStream["sendCheckpoint"]>[0]["fsBlocks"] = "all";
+    let fsBlocks: CheckpointFinish["fsBlocks"] = "all";
     if (strategy === "back-channel") {
       const m1 = await this.#recv();
       if (m1.kind !== "dirty-pfns")
@@ -775,13 +780,12 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       for (const r of m2.blocks) merged.set(key(r), r);
       fsBlocks = merged.size === fsA.length ? fsA : [...merged.values()];
     }
-    const pages = this.domain.pageCount();
-    const d = unionBelow(a, b, pages);
-    const pfns = strategy === "full" ? allPfns(pages) : d;
+    // The rest: B's pages that A lacked (P ignores pfns at or past its size), the context, the
+    // host state, CHECKPOINT_END, in one write.
     const hostState = fsBlocks === "all" || fsBlocks === fsA ? early : undefined;
-    const sent = await stream.sendCheckpoint({ seq, pfns, fsBlocks, context, hostState });
+    const sent = await stream.finishCheckpoint({ more: b, fsBlocks, context, hostState });
     steps.pagesSent = sent.marks.pages - t0;
-    steps.context = sent.marks.context - t0;
+    steps.captured = sent.marks.captured - t0;
     steps.endWritten = sent.marks.end - t0;
     const mine = this.settings.verify ? await this.domain.digest() : undefined;
     await this.#expectState(CHECKPOINT_STATE.SVM_READY, seq);
@@ -790,16 +794,20 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#seq = seq;
     // The resume request goes out first; the held output is released and the buffered input fed
     // in the same synchronous turn, before any output of the resumed PVM can reach the proxy (its
-    // events are macrotasks), so the guest runs while the main thread releases and feeds.
+    // events are macrotasks), so the guest runs while the main thread releases and feeds. The
+    // pause ends when the worker resumed the guest (WasmDomain.resumedAt), not when this thread
+    // hears of it.
     const resumed = this.domain.resume();
     resumed.catch(() => {});
     this.proxy.checkpointDone(Number(seq));
     await resumed;
-    const pauseMs = performance.now() - t0;
-    mark("pvmResumed");
+    const resumedAt = (this.domain as { readonly resumedAt?: number }).resumedAt ?? performance.now();
+    const pauseMs = resumedAt - t0;
+    steps.pvmResumed = pauseMs;
     await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seq);
     mark("svmResumed");
     this.#setState("protected");
+    const d = unionBelow(a, b, sent.memoryPages);
     this.#record({
       seq: Number(seq),
       trigger,

@@ -274,31 +274,36 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
 
   /**
    * After a checkpoint is applied (seed included): digest, SVM_READY [+ DIGEST], and in COLO resume
-   * the replica, feed the mirror, SVM_RESUMED.
+   * the replica, feed the mirror, SVM_RESUMED. SVM_READY goes out first: the primary resumes on
+   * it, and nothing else here changes the replica (the cache and the mirror receiver's offsets
+   * only need to be ready before the replica resumes).
    */
-  async #afterApply(seq: bigint, seed: boolean, mark?: (step: SecondaryStep) => void): Promise<void> {
+  async #afterApply(
+    seq: bigint,
+    seed: boolean,
+    mark?: (step: SecondaryStep, at?: number) => void,
+  ): Promise<void> {
     const settings = this.#settings!;
     const domain = this.#domain!;
     const target = this.#target!;
-    const summary = hostSummary(domain.lastHostState!);
-    if (settings.mode === "colo") {
-      if (seed) {
-        this.#sproxy = new SecondaryProxy({
-          port: domain.inner as unknown as GuestPort,
-          link: this.#links!.mirror,
-          seq: Number(seq),
-          inputOffsets: summary.inputs,
-        });
-        this.#sproxy.on("protocol-error", (e) =>
-          this.#standDown(new ReplicationError("protocol", "mirror protocol error", { cause: e })),
-        );
-      }
-      if (settings.strategy === "cache") this.#updateCache(seed);
+    // The seed's mirror receiver exists before SVM_READY: the primary mirrors from then on.
+    if (settings.mode === "colo" && seed) {
+      this.#sproxy = new SecondaryProxy({
+        port: domain.inner as unknown as GuestPort,
+        link: this.#links!.mirror,
+        seq: Number(seq),
+        inputOffsets: hostSummary(domain.lastHostState!).inputs,
+      });
+      this.#sproxy.on("protocol-error", (e) =>
+        this.#standDown(new ReplicationError("protocol", "mirror protocol error", { cause: e })),
+      );
     }
     const digest = settings.verify ? await domain.digest() : undefined;
     this.#checkFinished();
     await target.back.ready(seq, digest);
     mark?.("readySent");
+    if (settings.mode === "colo" && settings.strategy === "cache") this.#updateCache(seed);
+    const summary = hostSummary(domain.lastHostState!);
     if (settings.mode === "remus") {
       this.#setState("standby");
       return;
@@ -316,7 +321,8 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     resumed.catch(() => {});
     if (!seed) this.#sproxy!.checkpointApplied(Number(seq), summary.inputs);
     await resumed;
-    mark?.("resumed");
+    // When the worker ran the replica again (WasmDomain.resumedAt), not when this thread heard.
+    mark?.("resumed", (domain.inner as { readonly resumedAt?: number }).resumedAt);
     this.#watchEnd();
     await target.back.state(CHECKPOINT_STATE.SVM_RESUMED, seq);
     mark?.("resumedSent");
@@ -370,9 +376,12 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
         }
         this.#newAt = performance.now();
         clock = stepClock<SecondaryStep>(this.#newAt);
+        // The stop first (the worker wakes while this thread goes on), the mirror paused in the
+        // same turn.
+        const stopped = domain.state === "running" ? domain.suspend() : undefined;
         this.#setState("suspended");
         this.#sproxy!.pauseForCheckpoint();
-        if (domain.state === "running") await domain.suspend();
+        await stopped;
         clock.mark("suspended");
         this.#checkFinished();
         // An SVM that exited or trapped alone (it said so with a mirror "end") is restored by this

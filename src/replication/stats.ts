@@ -37,18 +37,19 @@ export interface CheckpointRecord {
 /**
  * The primary's steps of one COLO checkpoint, in the order they usually end (steps that overlap
  * may end in another order): NEW written; PVM suspended; A and P's changed blocks harvested;
- * SVM_SUSPENDED received; S's dirty lists received; PAGE_DATA written; guest context written
- * (with CHECKPOINT); host state and CHECKPOINT_END written; SVM_READY received (with its digest
- * compared, --verify); PVM resumed; SVM_RESUMED received.
+ * PAGE_DATA of A written (strategy full: of every page); SVM_SUSPENDED received; S's dirty lists
+ * received; guest context and host state captured; the rest written (PAGE_DATA of B − A, guest
+ * context, CHECKPOINT, host state, CHECKPOINT_END); SVM_READY received (with its digest compared,
+ * --verify); PVM resumed (when its worker ran the guest again); SVM_RESUMED received.
  */
 export const PRIMARY_STEPS = [
   "newSent",
   "pvmSuspended",
   "harvested",
+  "pagesSent",
   "svmSuspended",
   "listReceived",
-  "pagesSent",
-  "context",
+  "captured",
   "endWritten",
   "svmReady",
   "pvmResumed",
@@ -74,13 +75,16 @@ export const SECONDARY_STEPS = [
 ] as const;
 export type SecondaryStep = (typeof SECONDARY_STEPS)[number];
 
-/** Records `name` → ms since `t0` (performance.now()) when each step ends. */
+/**
+ * Records `name` → ms since `t0` (performance.now()) when each step ends: now, or at `at` (a
+ * performance.now() instant taken elsewhere, e.g. when a worker resumed the guest).
+ */
 export function stepClock<K extends string>(
   t0: number,
-): { readonly steps: Partial<Record<K, number>>; mark(name: K): void } {
+): { readonly steps: Partial<Record<K, number>>; mark(name: K, at?: number): void } {
   const steps: Partial<Record<K, number>> = {};
-  const mark = (name: K): void => {
-    steps[name] = performance.now() - t0;
+  const mark = (name: K, at?: number): void => {
+    steps[name] = (at ?? performance.now()) - t0;
   };
   return { steps, mark };
 }

@@ -24,7 +24,7 @@
 import type { Domain, FsBlockRef } from "../guest/domain.ts";
 import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
 import type { ByteSink, ByteSource } from "./channel.ts";
-import { Emitter } from "./emit.ts";
+import { Emitter, MAX_BATCH } from "./emit.ts";
 import { RestoreError, SaveError } from "./errors.ts";
 import { itemName, RecordReader } from "./reader.ts";
 import { CheckpointReceiver, type CheckpointSummary } from "./receiver.ts";
@@ -432,8 +432,42 @@ export interface CheckpointSendReport {
   readonly bytes: number;
   readonly ms: number;
   readonly memoryPages: number;
-  /** performance.now() when PAGE_DATA, GUEST_CONTEXT + CHECKPOINT, and EMULATOR_CONTEXT + CHECKPOINT_END were written. */
-  readonly marks: { readonly pages: number; readonly context: number; readonly end: number };
+  /**
+   * performance.now() when the first part's PAGE_DATA was written (beginCheckpoint), when the
+   * guest context and the host state were both in hand, and when the rest (PAGE_DATA of the late
+   * pfns, GUEST_CONTEXT, CHECKPOINT, EMULATOR_CONTEXT, CHECKPOINT_END) was written.
+   */
+  readonly marks: { readonly pages: number; readonly captured: number; readonly end: number };
+}
+
+/** The rest of a checkpoint begun with CheckpointedStream.beginCheckpoint(). */
+export interface CheckpointFinish {
+  /**
+   * Pages known only now (COLO: the secondary's B), any order, duplicates allowed: those the
+   * first part did not carry are sent before the guest context.
+   */
+  readonly more?: ArrayLike<number>;
+  /**
+   * File-system blocks to carry in the host state: P's changed set ∪ S's changed set, or "all"
+   * (strategies that get no list of S's changed blocks).
+   */
+  readonly fsBlocks: readonly FsBlockRef[] | "all";
+  /** The guest context, when the caller already asked the domain for it; else asked for here. */
+  readonly context?: Promise<Uint8Array>;
+  /** The host state captured with exactly `fsBlocks`, when the caller already asked for it. */
+  readonly hostState?: Promise<Uint8Array>;
+}
+
+/** A checkpoint whose first part is written (or being written) and whose rest is not. */
+interface OpenCheckpoint {
+  readonly seq: bigint;
+  readonly t0: number;
+  readonly bytes0: number;
+  readonly borrow: boolean;
+  /** The first part's pfns (its PAGE_DATA, below `memoryPages`). */
+  readonly pfns: ArrayLike<number>;
+  /** Settles once the first part is written: the memory size declared and the pages sent. */
+  readonly written: Promise<{ readonly memoryPages: number; readonly pages: number; readonly at: number }>;
 }
 
 export interface CheckpointRequest {
@@ -459,7 +493,11 @@ export interface CheckpointRequest {
 /**
  * An open checkpointed stream on the saving side. After the seed, the controller drives it:
  * `sendState(NEW, seq)`, `recvBack()` for SVM_SUSPENDED and the dirty lists, `sendCheckpoint()`
- * while the domain is suspended, `recvBack()` for SVM_READY.
+ * while the domain is suspended, `recvBack()` for SVM_READY. COLO splits the checkpoint in two
+ * so that the pages the primary knows of go out while the secondary's list travels:
+ * `beginCheckpoint(seq, A)` as soon as the domain is suspended, `finishCheckpoint({ more: B })`
+ * once the list is in. Either way the stream carries, in order: CHECKPOINT_INFO, PAGE_DATA …,
+ * GUEST_CONTEXT, CHECKPOINT, EMULATOR_CONTEXT, CHECKPOINT_END.
  */
 export class CheckpointedStream {
   readonly domain: Domain;
@@ -468,7 +506,7 @@ export class CheckpointedStream {
   readonly #back: BackChannelReader;
   readonly #sink: ByteSink;
   #lastSeq: bigint;
-  #busy = false;
+  #open: OpenCheckpoint | undefined;
 
   constructor(
     domain: Domain,
@@ -510,18 +548,54 @@ export class CheckpointedStream {
    * `fsBlocks`), CHECKPOINT_END. The domain must be suspended; it stays suspended.
    */
   async sendCheckpoint(req: CheckpointRequest): Promise<CheckpointSendReport> {
-    if (this.#busy) throw new SaveError("bad-state", "sendCheckpoint while another is in progress");
-    if (req.seq !== this.#lastSeq + 1n) {
-      throw new SaveError("bad-state", `checkpoint ${req.seq} does not follow ${this.#lastSeq}`);
-    }
-    if (this.domain.state !== "suspended") {
-      throw new SaveError("bad-state", `sendCheckpoint needs a suspended domain, it is ${this.domain.state}`);
-    }
-    this.#busy = true;
-    const t0 = performance.now();
-    const before = this.#saver.bytes;
     // Both worker requests go out now, together (one wake-up of the guest's worker), and are
     // served while the main thread copies and writes the pages.
+    const context = req.context ?? this.domain.captureContext();
+    const hostState =
+      req.hostState ??
+      this.domain.captureHostState(
+        req.fsBlocks === "all" ? { kind: "all" } : { kind: "some", blocks: req.fsBlocks },
+      );
+    context.catch(() => {});
+    hostState.catch(() => {});
+    this.beginCheckpoint(req.seq, req.pfns);
+    return this.finishCheckpoint({ fsBlocks: req.fsBlocks, context, hostState });
+  }
+
+  /**
+   * Start checkpoint `seq` (the domain suspended, and kept so until finishCheckpoint() settles):
+   * CHECKPOINT_INFO(seq, pages) and PAGE_DATA for `pfns` (any order; those at or past the
+   * domain's size are skipped) start going out now; a failure shows in finishCheckpoint().
+   * `borrow`: write views of the guest's memory instead of copies, for a caller that keeps the
+   * domain suspended until the target has acknowledged every byte (COLO: until SVM_READY).
+   */
+  beginCheckpoint(seq: bigint, pfns: ArrayLike<number>, opts: { readonly borrow?: boolean } = {}): void {
+    if (this.#open !== undefined) throw new SaveError("bad-state", "a checkpoint is already in progress");
+    if (seq !== this.#lastSeq + 1n) {
+      throw new SaveError("bad-state", `checkpoint ${seq} does not follow ${this.#lastSeq}`);
+    }
+    if (this.domain.state !== "suspended") {
+      throw new SaveError("bad-state", `a checkpoint needs a suspended domain, it is ${this.domain.state}`);
+    }
+    const borrow = opts.borrow === true && this.domain.pageView !== undefined;
+    const saver = this.#saver;
+    const written = (async () => {
+      const memoryPages = await saver.declare(seq, true);
+      const pages = await saver.writePages(pfns, undefined, borrow);
+      return { memoryPages, pages, at: performance.now() };
+    })();
+    written.catch(() => {});
+    this.#open = { seq, t0: performance.now(), bytes0: saver.bytes, borrow, pfns, written };
+  }
+
+  /**
+   * Finish the checkpoint begun: PAGE_DATA for the pfns of `more` the first part did not carry,
+   * then GUEST_CONTEXT, CHECKPOINT, EMULATOR_CONTEXT and CHECKPOINT_END, written together (one
+   * gather write: the target wakes once for the end of the checkpoint).
+   */
+  async finishCheckpoint(req: CheckpointFinish): Promise<CheckpointSendReport> {
+    const open = this.#open;
+    if (open === undefined) throw new SaveError("bad-state", "finishCheckpoint without beginCheckpoint");
     const capture = <T>(p: Promise<T>, what: string): Promise<T> => {
       const q = p.catch((e: unknown) => {
         throw new SaveError("domain", `capturing the ${what} failed`, { cause: e });
@@ -538,25 +612,38 @@ export class CheckpointedStream {
       "host state",
     );
     try {
-      const memoryPages = await this.#saver.declare(req.seq, true);
-      const pages = await this.#saver.writePages(req.pfns);
-      const pagesAt = performance.now();
+      const first = await open.written;
+      const late = lateOnly(req.more, open.pfns, first.memoryPages);
       const emit = this.#saver.emit;
-      await this.#saver.writeRaw(emit.guestContext(await context, true), "GUEST_CONTEXT");
-      const contextAt = performance.now();
-      await this.#saver.writeRaw(emit.hostState(await hostState, true), "EMULATOR_CONTEXT");
-      this.#lastSeq = req.seq;
+      const chunks: Uint8Array[] = [];
+      let latePages = 0;
+      if (late.length > 0 && open.borrow) {
+        // Views of the (suspended) memory go into the same gather write as the rest.
+        for (let i = 0; i < late.length; i += MAX_BATCH) {
+          const batch = late.subarray(i, i + MAX_BATCH);
+          const pages = Array.from(batch, (pfn) => this.domain.pageView!(pfn, 1));
+          chunks.push(...emit.pageData(batch, pages));
+        }
+        latePages = late.length;
+      } else if (late.length > 0) {
+        latePages = await this.#saver.writePages(late);
+      }
+      const [ctx, hs] = await Promise.all([context, hostState]);
+      const captured = performance.now();
+      chunks.push(...emit.guestContext(ctx, true), ...emit.hostState(hs, true));
+      await this.#saver.writeRaw(chunks, "GUEST_CONTEXT … CHECKPOINT_END");
+      this.#lastSeq = open.seq;
       const end = performance.now();
       return {
-        seq: req.seq,
-        pages,
-        bytes: this.#saver.bytes - before,
-        ms: end - t0,
-        memoryPages,
-        marks: { pages: pagesAt, context: contextAt, end },
+        seq: open.seq,
+        pages: first.pages + latePages,
+        bytes: this.#saver.bytes - open.bytes0,
+        ms: end - open.t0,
+        memoryPages: first.memoryPages,
+        marks: { pages: first.at, captured, end },
       };
     } finally {
-      this.#busy = false;
+      this.#open = undefined;
     }
   }
 
@@ -625,6 +712,19 @@ export async function openCheckpointedStream(
       ? e
       : new SaveError("io", "seeding the checkpointed stream failed", { cause: e });
   }
+}
+
+/** The pfns of `more` below `limit` that `sent` does not hold, ascending, each once. */
+function lateOnly(more: ArrayLike<number> | undefined, sent: ArrayLike<number>, limit: number): Float64Array {
+  if (more === undefined || more.length === 0) return new Float64Array(0);
+  const have = new Set<number>();
+  for (let i = 0; i < sent.length; i++) have.add(sent[i]!);
+  const late = new Set<number>();
+  for (let i = 0; i < more.length; i++) {
+    const p = more[i]!;
+    if (p < limit && !have.has(p)) late.add(p);
+  }
+  return Float64Array.from(late).sort();
 }
 
 export function describeBack(m: BackRecord): string {

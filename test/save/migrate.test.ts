@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { PAGE_SIZE } from "../../src/guest/domain.ts";
 import { Emitter } from "../../src/save/emit.ts";
 import { isRestoreError, isSaveError } from "../../src/save/errors.ts";
 import {
@@ -226,6 +227,46 @@ async function seeded(intercept: { hook: Interceptor | undefined }) {
   ]);
   return { src, stream, target, dst: t.made[0]! };
 }
+
+test("a checkpoint in two parts (A, then the secondary's B): B's pages that A lacked go too, once each, and the target matches", async () => {
+  for (const borrow of [false, true]) {
+    const { src, stream, target, dst } = await seeded({ hook: undefined });
+    if (borrow) {
+      // a domain that lends views of its memory (the test double copies; the engine cannot tell)
+      Object.assign(src, {
+        pageView(pfn: number, count: number): Uint8Array {
+          const v = new Uint8Array(count * PAGE_SIZE);
+          for (let i = 0; i < count; i++)
+            src.readPage(pfn + i, v.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+          return v;
+        },
+      });
+    }
+    src.step(30);
+    await src.suspend();
+    const a = src.harvestDirty();
+    const fs = await src.harvestFsDirty();
+    // The secondary wrote pages of its own (B − A): only the source's copies repair them.
+    const notInA = [...Array(src.pageCount()).keys()].filter((p) => !a.includes(p)).slice(0, 5);
+    for (const p of notInA) dst.writePage(p, new Uint8Array(PAGE_SIZE).fill(0xee));
+    const b = [notInA[0]!, ...notInA, a[0]!, src.pageCount() + 7]; // duplicates, a page of A, one past the size
+    const got = target.next();
+    stream.beginCheckpoint(2n, a, { borrow });
+    assert.throws(
+      () => stream.beginCheckpoint(3n, a),
+      (e) => isSaveError(e, "bad-state"),
+    );
+    const sent = await stream.finishCheckpoint({ more: b, fsBlocks: fs });
+    const ev = await got;
+    assert.equal(sent.pages, a.length + notInA.length);
+    assert.equal(ev.kind === "checkpoint" && ev.summary.pages, a.length + notInA.length);
+    await target.apply();
+    assert.deepEqual(dst.memory(), src.memory(), `borrow ${borrow}`);
+    assert.deepEqual(await dst.contextForTest(), await src.contextForTest());
+    await assert.rejects(stream.finishCheckpoint({ fsBlocks: fs }), (e) => isSaveError(e, "bad-state"));
+    await src.destroy();
+  }
+});
 
 test("a checkpoint cut short is never applied in part: the previous state stays", async () => {
   const hook: { hook: Interceptor | undefined } = { hook: undefined };
