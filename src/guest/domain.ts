@@ -120,13 +120,11 @@ export interface Domain {
   writePages?(firstPfn: number, src: Uint8Array): void;
 
   /**
-   * Optional, state "created" only (a restore target): hand page writes to the domain's own
-   * thread. For each quad of `ops` (index into `buffers`, source offset, destination byte offset,
-   * length) those bytes are copied into guest memory, in order, ahead of any later operation;
-   * every later memory access through this interface sees them. The buffers are transferred
-   * (detached from the caller). Throws RangeError for a write out of range, before any is queued.
+   * Optional: overwrite `src.length` bytes of memory from byte `offset`, any alignment (the two
+   * pieces of a page that a stream split across two chunks). Same states and rules as writePage.
+   * Throws RangeError past the memory's end.
    */
-  queueWrites?(buffers: ArrayBuffer[], ops: Float64Array): void;
+  writeBytes?(offset: number, src: Uint8Array): void;
 
   /**
    * Return the pfns written since the previous harvest (by the guest or by the host on the

@@ -36,17 +36,6 @@ export class RecordReader<S extends boolean = false> {
   readonly source: ByteSource;
   readonly decoder: StreamDecoder<S>;
   #eof = false;
-  #chunk: Uint8Array | undefined;
-  /**
-   * Called with the previous chunk once the decoder has moved on to the next one (it no longer
-   * refers to the previous chunk): views of it may now be handed elsewhere.
-   */
-  onChunkDone: ((chunk: Uint8Array) => void) | undefined;
-
-  /** The chunk the decoder is reading (items' views point into it or into decoder buffers). */
-  get currentChunk(): Uint8Array | undefined {
-    return this.#chunk;
-  }
 
   constructor(source: ByteSource, options: StreamingDecoderOptions<S> = {}) {
     this.source = source;
@@ -84,9 +73,6 @@ export class RecordReader<S extends boolean = false> {
         return null;
       }
       this.decoder.write(chunk);
-      const done = this.#chunk;
-      this.#chunk = chunk;
-      if (done !== undefined) this.onChunkDone?.(done);
     }
   }
 

@@ -32,7 +32,6 @@ import {
 } from "../stream/records/page-data.ts";
 import type { ByteSource } from "./channel.ts";
 import { RestoreError } from "./errors.ts";
-import { PageWriteQueue, type QueueingTarget } from "./page-queue.ts";
 import { itemName, RecordReader, type StreamedItem } from "./reader.ts";
 
 /**
@@ -120,7 +119,6 @@ export async function restoreSeed(
 ): Promise<RestoredSeed> {
   const seed = new SeedApplier(opts, reader);
   let item: StreamedItem | null | undefined;
-  reader.onChunkDone = (c) => seed.queue?.chunkDone(c);
   try {
     for (;;) {
       // Items the decoder already holds are taken without an await, and PAGE_DATA is applied
@@ -132,10 +130,8 @@ export async function restoreSeed(
         });
       }
       if (seed.pageItem(item)) continue;
-      seed.queue?.otherItem(reader.currentChunk);
       const done = await seed.handle(item);
       if (done !== undefined) {
-        seed.queue?.flush();
         return { ...done, bytes: reader.offset };
       }
     }
@@ -144,8 +140,7 @@ export async function restoreSeed(
     await seed.domain?.destroy().catch(() => {});
     throw err;
   } finally {
-    reader.onChunkDone = undefined;
-    if (seed.queue !== undefined) reader.decoder.setPagePieces(false);
+    if (seed.pieces) reader.decoder.setPagePieces(false);
   }
 }
 
@@ -162,8 +157,8 @@ class SeedApplier {
   #dataPfns: Float64Array = new Float64Array(0);
 
   readonly #reader: RecordReader<boolean>;
-  /** Page writes handed to the target's thread (a target that offers queueWrites). */
-  queue: PageWriteQueue | undefined;
+  /** The decoder hands out split pages as pieces (a target with writeBytes takes them). */
+  pieces = false;
 
   constructor(opts: RestoreOptions, reader: RecordReader<boolean>) {
     this.opts = opts;
@@ -180,23 +175,20 @@ class SeedApplier {
           throw new RestoreError("malformed", "PAGE_DATA before CHECKPOINT_INFO", where);
         for (const pfn of item.dataPfns) checkPfn(pfn, this.#declared, where);
         this.#dataPfns = item.dataPfns;
-        // A target that takes queued writes gets them as pieces of the reader's chunks: the
-        // decoder then hands out pages split across chunks without staging them.
-        const d = this.domain!;
-        if (this.queue === undefined && d.queueWrites !== undefined && d.state === "created") {
-          this.queue = new PageWriteQueue(d as Domain & QueueingTarget);
+        // A target that writes bytes at any alignment takes a page split across two chunks as
+        // its two pieces: the decoder then stages (copies) no page.
+        if (!this.pieces && this.domain!.writeBytes !== undefined) {
+          this.pieces = true;
           this.#reader.decoder.setPagePieces(true);
         }
         return true;
       }
       case "page-data-pages": {
         const d = need(this.domain, item);
-        const queue = this.queue;
-        if (queue !== undefined) {
-          const chunk = this.#reader.currentChunk;
-          forEachPiece(this.#dataPfns, item.firstDataIndex, item.pageOffset, item.bytes, (dst, run) =>
-            queue.add(dst, run, chunk),
-          );
+        if (this.pieces && d.writeBytes !== undefined) {
+          // one call per stretch of contiguous destination (a pre-copy round sends pfns ascending)
+          const write = d.writeBytes.bind(d);
+          forEachPiece(this.#dataPfns, item.firstDataIndex, item.pageOffset, item.bytes, write);
           return true;
         }
         if (d.writePages !== undefined) {

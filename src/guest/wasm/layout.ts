@@ -6,9 +6,6 @@
  *   [0, DIRTY_MAP_BYTES)       one byte per 4 KiB guest page: 1 = written since last harvest
  *   CTL_STOP (i32)             non-zero: a stop is requested (checked at loop heads and host calls)
  *   CTL_SIGNAL (i32)           bumped by the main thread after posting input events (Atomics.notify)
- *   CTL_WRITES (i32)           bumped by the worker after each batch of queued page writes
- *   CTL_WRITE_FAILED (i32)     set by the worker when a queued page write failed
- *                              (neither is used by emitted code)
  * The Asyncify memory (exported "colo_asyncify_memory", per instance, not shared):
  *   [0, 8)                     Asyncify data struct: current stack pointer, stack end (u32 LE)
  *   [8, end)                   the Asyncify stack
@@ -30,8 +27,6 @@ export const MAX_WASM_PAGES = 65536;
 export const DIRTY_MAP_BYTES = 1 << 20;
 export const CTL_STOP = DIRTY_MAP_BYTES;
 export const CTL_SIGNAL = DIRTY_MAP_BYTES + 4;
-export const CTL_WRITES = DIRTY_MAP_BYTES + 8;
-export const CTL_WRITE_FAILED = DIRTY_MAP_BYTES + 12;
 /** Control memory size in wasm pages (map + one page for control words). */
 export const CTL_MEMORY_PAGES = DIRTY_MAP_BYTES / WASM_PAGE + 1;
 

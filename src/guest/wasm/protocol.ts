@@ -35,13 +35,6 @@ export type Request =
   | { readonly op: "applyHost"; readonly body: Uint8Array }
   | { readonly op: "harvestFs" }
   | { readonly op: "reinstantiate"; readonly memory: WebAssembly.Memory; readonly copyPages: number }
-  /**
-   * Queued page writes of a restore target (WasmDomain.queueWrites): for each quad of `ops`
-   * (buffer index, source offset, destination byte offset, length) copy those bytes of
-   * `buffers[index]` (transferred) into guest memory, in order; then bump CTL_WRITES. Answered
-   * only on failure.
-   */
-  | { readonly op: "write"; readonly buffers: readonly ArrayBuffer[]; readonly ops: Float64Array }
   /** Touch 4 KiB pages [from, to) of the guest memory so the OS maps them now (restore target). */
   | { readonly op: "prefault"; readonly from: number; readonly to: number };
 

@@ -32,8 +32,6 @@ import {
   CTL_MEMORY_PAGES,
   CTL_SIGNAL,
   CTL_STOP,
-  CTL_WRITE_FAILED,
-  CTL_WRITES,
   PAGES_PER_WASM_PAGE,
   WASM_PAGE,
 } from "./layout.ts";
@@ -74,9 +72,6 @@ interface Pending {
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
-
-/** Most batches of queued page writes (≈ 512 KiB each) in flight to the worker (queueWrites). */
-const MAX_QUEUED_BATCHES = 4;
 
 export class WasmDomain implements Domain, GuestPort {
   #state: DomainState = "created";
@@ -237,11 +232,6 @@ export class WasmDomain implements Domain, GuestPort {
         this.#readyWaiter = undefined;
         return;
       case "reply": {
-        if (e.id < 0) {
-          // a queued write failed (main checked its bounds: a bug, not bad input)
-          if (!e.ok) this.#fail(deserialize(e.error));
-          return;
-        }
         const p = this.#pending.get(e.id);
         if (p === undefined) return;
         this.#pending.delete(e.id);
@@ -385,7 +375,6 @@ export class WasmDomain implements Domain, GuestPort {
 
   pageView(pfn: number, count: number): Uint8Array {
     this.#check("pageView");
-    this.#settleWrites();
     let v = this.#view;
     const end = (pfn + count) * PAGE_SIZE;
     if (!Number.isInteger(pfn) || !Number.isInteger(count) || pfn < 0 || count < 0 || end > v.byteLength) {
@@ -411,88 +400,22 @@ export class WasmDomain implements Domain, GuestPort {
   }
 
   /**
-   * Hand page writes to the guest's worker (a restore target only, state "created"): for each
-   * quad of `ops` (buffer index, source offset, destination byte offset, length) the worker
-   * copies those bytes of `buffers[index]` into guest memory, in order, ahead of any later
-   * request (applyContext, resume…). The buffers are transferred: detached here. The restore's
-   * copy then runs beside the main thread, which goes on reading the stream. Every main-thread
-   * access to guest memory (writePage, readPage, pageView, digest) first waits for the queued
-   * writes, so the queue is invisible to callers except in time.
+   * Overwrite `src.length` bytes of guest memory from byte `offset` (any alignment: the pieces
+   * of a page split across two chunks of a stream). Same states and rules as writePage.
    */
-  queueWrites(buffers: ArrayBuffer[], ops: Float64Array): void {
-    this.#check("queueWrites", "created");
-    if (this.#failure !== undefined) throw this.#failure;
-    const size = this.#refreshView().byteLength;
-    if (ops.length % 4 !== 0) throw new RangeError("queueWrites: ops is not a list of quads");
-    for (let i = 0; i < ops.length; i += 4) {
-      const b = buffers[ops[i]!];
-      const off = ops[i + 1]!;
-      const dst = ops[i + 2]!;
-      const len = ops[i + 3]!;
-      if (
-        b === undefined ||
-        !Number.isInteger(off) ||
-        !Number.isInteger(dst) ||
-        !Number.isInteger(len) ||
-        off < 0 ||
-        dst < 0 ||
-        len < 0 ||
-        off + len > b.byteLength ||
-        dst + len > size
-      ) {
-        throw new RangeError(`queueWrites: write ${i / 4} out of range`);
-      }
+  writeBytes(offset: number, src: Uint8Array): void {
+    this.#check("writeBytes", "created", "suspended", "exited", "trapped");
+    let v = this.#view;
+    const end = offset + src.length;
+    if (!Number.isInteger(offset) || offset < 0 || end > v.byteLength) {
+      v = this.#refreshView();
+      if (!Number.isInteger(offset) || offset < 0 || end > v.byteLength)
+        throw new RangeError(`bytes ${offset}+${src.length} out of range (${v.byteLength} bytes)`);
     }
-    const msg: RequestMessage = { op: "write", buffers, ops, id: -this.#nextId++ };
-    this.#worker.postMessage(msg, [...buffers, ops.buffer as ArrayBuffer]);
-    this.#writesQueued++;
-    // Backpressure: a worker that falls behind (no core free for it) holds at most
-    // MAX_QUEUED_BATCHES batches; the caller waits here, and so stops reading its stream.
-    if (this.#writesQueued - Atomics.load(this.#ctl32, CTL_WRITES >> 2) > MAX_QUEUED_BATCHES)
-      this.#settleWrites(MAX_QUEUED_BATCHES / 2);
-  }
-
-  /** Batches of queued writes posted to the worker since it last caught up (CTL_WRITES: done). */
-  #writesQueued = 0;
-
-  /**
-   * Wait (blocking, briefly: the worker lags by at most MAX_QUEUED_BATCHES) until the worker
-   * has done every queued write but `leave` batches. A worker that stops answering fails the
-   * domain after 30 s.
-   */
-  #settleWrites(leave = 0): void {
-    if (this.#writesQueued === 0) return;
-    const i = CTL_WRITES >> 2;
-    const deadline = performance.now() + 30_000;
-    for (;;) {
-      const done = Atomics.load(this.#ctl32, i);
-      if (Atomics.load(this.#ctl32, CTL_WRITE_FAILED >> 2) !== 0) {
-        const err = new GuestError("worker-failed", "a queued page write failed", {
-          message: "queued write failed",
-        });
-        this.#fail(err);
-        throw err;
-      }
-      if (done >= this.#writesQueued) {
-        this.#writesQueued = 0;
-        Atomics.sub(this.#ctl32, i, done);
-        return;
-      }
-      if (this.#writesQueued - done <= leave) return;
-      if (this.#failure !== undefined) throw this.#failure;
-      if (performance.now() > deadline) {
-        const err = new GuestError("worker-failed", "queued page writes were not done within 30 s", {
-          message: "queued writes timed out",
-        });
-        this.#fail(err);
-        throw err;
-      }
-      Atomics.wait(this.#ctl32, i, done, 50);
-    }
+    v.set(src, offset);
   }
 
   #pageView(pfn: number, buf: Uint8Array): Uint8Array {
-    this.#settleWrites();
     if (buf.length !== PAGE_SIZE)
       throw new RangeError(`page buffer is ${buf.length} bytes, not ${PAGE_SIZE}`);
     let v = this.#view;
@@ -663,7 +586,6 @@ export class WasmDomain implements Domain, GuestPort {
         ]);
     const h = createHash("sha256");
     const head = new DataView(new ArrayBuffer(24));
-    this.#settleWrites();
     const mem = this.#refreshView();
     head.setUint32(0, 0x47494443, true); // "CDIG"
     head.setUint32(4, 1, true);

@@ -27,8 +27,6 @@ import {
   ASYNCIFY_STACK_START,
   CTL_SIGNAL,
   CTL_STOP,
-  CTL_WRITE_FAILED,
-  CTL_WRITES,
   EXPORT_ASYNCIFY_MEMORY,
   EXPORT_GLOBAL_PREFIX,
   IMPORT_CONTROL,
@@ -65,7 +63,6 @@ const post = (e: WorkerEvent): void => port.postMessage(e);
 const ctl32 = new Int32Array(init.control.buffer);
 const STOP = CTL_STOP >> 2;
 const SIGNAL = CTL_SIGNAL >> 2;
-const WRITES = CTL_WRITES >> 2;
 const ctlBytes = new Uint8Array(init.control.buffer);
 const inputPort: MessagePort = init.input;
 
@@ -322,32 +319,7 @@ function handle(req: Request): Uint8Array | ReturnType<WasiHost["harvestFsDirty"
   }
 }
 
-/** Queued page writes (see the "write" request); bounds were checked by the main thread. */
-function writeQueued(buffers: readonly ArrayBuffer[], ops: Float64Array): void {
-  const mem = new Uint8Array(memory.buffer);
-  for (let i = 0; i + 3 < ops.length; i += 4) {
-    const src = buffers[ops[i]!];
-    const off = ops[i + 1]!;
-    const dst = ops[i + 2]!;
-    const len = ops[i + 3]!;
-    if (src === undefined || off + len > src.byteLength || dst + len > mem.length)
-      throw new RangeError(`queued write ${i / 4} out of range`);
-    mem.set(new Uint8Array(src, off, len), dst);
-  }
-}
-
 port.on("message", (msg: RequestMessage) => {
-  if (msg.op === "write") {
-    try {
-      writeQueued(msg.buffers, msg.ops);
-    } catch (e) {
-      Atomics.store(ctl32, CTL_WRITE_FAILED >> 2, 1);
-      post({ t: "reply", id: msg.id, ok: false, error: serialize(e) });
-    }
-    Atomics.add(ctl32, WRITES, 1);
-    Atomics.notify(ctl32, WRITES);
-    return;
-  }
   let value: ReturnType<typeof handle>;
   try {
     if (ended && (msg.op === "start" || msg.op === "resume")) throw new Error("guest has ended");

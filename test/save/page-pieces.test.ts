@@ -1,9 +1,8 @@
 /**
- * Restore targets that take queued page writes (Domain.queueWrites): the restore hands each chunk
- * of page data to the target's thread (moving the chunk when it may, copying otherwise), and the
- * target ends up byte-identical to the source in any chunking, with pages sent twice (pre-copy
- * rounds) landing in stream order, and no chunk the reader's source still shares ever moved.
- * The real thing: a WasmDomain migrated over a TLS connection on loopback.
+ * Restore targets that write bytes at any alignment (Domain.writeBytes) take a page that the
+ * stream split across two chunks as its two pieces (the decoder stages no page): the target ends
+ * up byte-identical to the source in any chunking, pages sent twice (pre-copy rounds) land in
+ * stream order, and a WasmDomain migrated over TLS on loopback matches the source's digest.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -23,89 +22,40 @@ import { CollectSink } from "./helpers/bytes.ts";
 import { MemoryDomain, type MemoryDomainOptions } from "./helpers/memory-domain.ts";
 import { channelEnds, startedGuest } from "./helpers/setup.ts";
 
-/**
- * A MemoryDomain that takes queued writes the way WasmDomain does: the buffers are transferred
- * (detached from the caller, so a restore that touched a moved chunk again would read nothing),
- * and the writes are done only when memory is next looked at or the domain resumes.
- */
-class QueueingDomain extends MemoryDomain {
-  #batches: { buffers: ArrayBuffer[]; ops: Float64Array }[] = [];
-  batches = 0;
-  bytesQueued = 0;
+/** A MemoryDomain with writeBytes (page by page underneath); it counts the unaligned writes. */
+class BytesDomain extends MemoryDomain {
+  bytesWritten = 0;
+  unaligned = 0;
 
-  queueWrites(buffers: ArrayBuffer[], ops: Float64Array): void {
-    if (this.state !== "created") throw new Error(`queueWrites in state ${this.state}`);
-    for (let i = 0; i < ops.length; i += 4) {
-      if (ops[i + 2]! + ops[i + 3]! > this.pageCount() * PAGE_SIZE) throw new RangeError("out of range");
-      this.bytesQueued += ops[i + 3]!;
-    }
-    const moved = structuredClone(buffers, { transfer: buffers });
-    this.#batches.push({ buffers: moved, ops });
-    this.batches++;
-  }
-
-  settle(): void {
+  writeBytes(offset: number, src: Uint8Array): void {
+    if (offset % PAGE_SIZE !== 0 || src.length % PAGE_SIZE !== 0) this.unaligned++;
     const page = new Uint8Array(PAGE_SIZE);
-    for (const { buffers, ops } of this.#batches.splice(0)) {
-      for (let i = 0; i < ops.length; i += 4) {
-        const src = new Uint8Array(buffers[ops[i]!]!, ops[i + 1]!, ops[i + 3]!);
-        let dst = ops[i + 2]!;
-        for (let pos = 0; pos < src.length; ) {
-          const pfn = Math.floor(dst / PAGE_SIZE);
-          const off = dst % PAGE_SIZE;
-          const n = Math.min(PAGE_SIZE - off, src.length - pos);
-          super.readPage(pfn, page);
-          page.set(src.subarray(pos, pos + n), off);
-          super.writePage(pfn, page);
-          pos += n;
-          dst += n;
-        }
-      }
+    for (let pos = 0; pos < src.length; ) {
+      const pfn = Math.floor((offset + pos) / PAGE_SIZE);
+      const off = (offset + pos) % PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - off, src.length - pos);
+      this.readPage(pfn, page);
+      page.set(src.subarray(pos, pos + n), off);
+      this.writePage(pfn, page);
+      pos += n;
     }
-  }
-
-  override readPage(pfn: number, dst: Uint8Array): void {
-    this.settle();
-    super.readPage(pfn, dst);
-  }
-  override writePage(pfn: number, src: Uint8Array): void {
-    this.settle();
-    super.writePage(pfn, src);
-  }
-  override writePages(firstPfn: number, src: Uint8Array): void {
-    this.settle();
-    super.writePages(firstPfn, src);
-  }
-  override memory(): Uint8Array {
-    this.settle();
-    return super.memory();
-  }
-  override async resume(): Promise<void> {
-    this.settle();
-    return super.resume();
-  }
-  override async digest(): Promise<Uint8Array> {
-    this.settle();
-    return super.digest();
+    this.bytesWritten += src.length;
   }
 }
 
-const queueingTargets = () => {
-  const made: QueueingDomain[] = [];
+const bytesTargets = () => {
+  const made: BytesDomain[] = [];
   return {
     made,
     createTarget: async () => {
-      const d = new QueueingDomain({ pages: 1 } as MemoryDomainOptions);
+      const d = new BytesDomain({ pages: 1 } as MemoryDomainOptions);
       made.push(d);
       return d;
     },
   };
 };
 
-/**
- * The stream cut at `cuts`; each piece is its own ArrayBuffer (movable) or, where `shared` says
- * so, a view of one buffer holding the whole stream (which must never be moved).
- */
+/** The stream cut at `cuts`, each piece its own copy or (where `shared` says so) a view of one buffer. */
 function splitSource(
   bytes: Uint8Array,
   cuts: number[],
@@ -130,7 +80,7 @@ function splitSource(
   };
 }
 
-test("a queued-write target restores byte-identical in any chunking; shared buffers are never moved", async () => {
+test("a writeBytes target restores byte-identical in any chunking, split pages written as pieces", async () => {
   const src = new MemoryDomain({ pages: 700, seed: 11 });
   src.fill(3);
   await src.start();
@@ -140,50 +90,49 @@ test("a queued-write target restores byte-identical in any chunking; shared buff
   const bytes = sink.bytes();
   const want = src.memory();
   const wantCtx = await src.contextForTest();
-  let moved = 0;
+  let unaligned = 0;
   await fc.assert(
     fc.asyncProperty(
       fc.array(fc.integer({ min: 0, max: bytes.length }), { maxLength: 200 }),
       fc.array(fc.boolean(), { minLength: 1, maxLength: 8 }),
       async (cuts, shared) => {
-        const { source, whole } = splitSource(bytes, cuts, shared);
-        const t = queueingTargets();
+        const { source } = splitSource(bytes, cuts, shared);
+        const t = bytesTargets();
         const r = await restoreFromSource(source, t);
-        const dst = r.domain as QueueingDomain;
-        assert.equal(whole.byteLength, bytes.length, "the shared stream buffer was not detached");
+        const dst = r.domain as BytesDomain;
         assert.deepEqual(dst.memory(), want);
         assert.deepEqual(await dst.contextForTest(), wantCtx);
-        assert.equal(dst.bytesQueued, 700 * PAGE_SIZE, "every page went through the queue, once");
-        if (!shared.every((s) => s)) moved += dst.batches;
+        assert.equal(dst.bytesWritten, 700 * PAGE_SIZE, "every page written once, through writeBytes");
+        unaligned += dst.unaligned;
         await dst.destroy();
       },
     ),
     { numRuns: 40, seed: 4242 },
   );
-  assert.ok(moved > 0);
+  assert.ok(unaligned > 0, "some pages came in two pieces");
   await src.destroy();
 });
 
-test("live migration into a queued-write target: pages sent in several rounds land in stream order", async () => {
+test("live migration into a writeBytes target: pages sent in several rounds land in stream order", async () => {
   const src = await startedGuest(
     { pages: 3000, dirtyPerTick: 40, tickMs: 1, workingSet: 200, seed: 3 },
     { fill: 9, blob: "ctx", hostBlob: "host", fs: {} },
   );
   const [a, b] = openPair();
   const l = channelEnds(a, b);
-  const t = queueingTargets();
+  const t = bytesTargets();
   const [report, dst] = await Promise.all([
     migrate(src, l.source, { live: { downtimeTargetMs: 1, maxRounds: 6 } }),
     receiveMigration(l.target, t),
   ]);
   assert.ok(report.rounds >= 2, `${report.rounds} rounds`);
   await dst.suspend();
-  assert.deepEqual((dst as QueueingDomain).memory(), src.memory());
-  assert.ok((dst as QueueingDomain).bytesQueued > 3000 * PAGE_SIZE, "pages of later rounds were queued too");
+  assert.deepEqual((dst as BytesDomain).memory(), src.memory());
+  assert.ok((dst as BytesDomain).bytesWritten > 3000 * PAGE_SIZE, "pages of later rounds were written too");
   await dst.destroy();
 });
 
-test("a WasmDomain migrated over TLS on loopback takes its pages as queued writes and matches the source", async () => {
+test("a WasmDomain migrated over TLS on loopback writes pages (and pieces) and matches the source", async () => {
   const module = readFileSync(new URL("../../guests/compute.wasm", import.meta.url));
   const host = (args: string[]) => ({ args, env: [], preopens: [], fsLimitBytes: 1 << 20 });
   const src = await WasmDomain.create(module, {
@@ -192,7 +141,7 @@ test("a WasmDomain migrated over TLS on loopback takes its pages as queued write
   await src.start();
   await new Promise((r) => setTimeout(r, 200));
   const security = { mode: "psk" as const, key: Buffer.alloc(32, 7) };
-  let queued = 0;
+  let pieces = 0;
   // the two states to compare: the source's once it is stopped and sent, the target's right
   // before it resumes (the compute guest dirties memory as soon as it runs)
   let srcDigest: Promise<Uint8Array> | undefined;
@@ -212,10 +161,10 @@ test("a WasmDomain migrated over TLS on loopback takes its pages as queued write
         {
           createTarget: async (bytes) => {
             const d = await WasmDomain.createRestoreTarget(bytes, { host: host([]) });
-            const q = d.queueWrites.bind(d);
-            d.queueWrites = (buffers, ops) => {
-              queued += ops.length / 4;
-              q(buffers, ops);
+            const w = d.writeBytes.bind(d);
+            d.writeBytes = (offset, src) => {
+              if (offset % PAGE_SIZE !== 0 || src.length % PAGE_SIZE !== 0) pieces++;
+              w(offset, src);
             };
             const resume = d.resume.bind(d);
             d.resume = async () => {
@@ -256,7 +205,7 @@ test("a WasmDomain migrated over TLS on loopback takes its pages as queued write
     dst = await received.promise;
     assert.ok(srcDigest !== undefined && dstDigest !== undefined);
     assert.deepEqual(dstDigest, await srcDigest, "target digest before it ran = source digest at the stop");
-    assert.ok(queued > 1000, `${queued} queued writes`);
+    assert.ok(pieces > 100, `${pieces} unaligned writes`);
   } finally {
     await dst?.destroy();
     conn?.channel.destroy();
