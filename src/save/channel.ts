@@ -33,6 +33,20 @@ export interface ByteSink {
 
 export interface ByteSource {
   read(): Promise<Uint8Array | null>;
+  /**
+   * Optional: while a consumer is set, every chunk (first those already queued, then each as it
+   * arrives, synchronously) goes to `consumer.chunk` instead of to read(), the end of stream to
+   * `consumer.end`, a failure to `consumer.fail`. Unset it (undefined) to go back to read(); a
+   * consumer may unset itself from inside its callbacks.
+   */
+  offer?(consumer: ChunkConsumer | undefined): void;
+}
+
+/** The synchronous side of a ByteSource (`offer`). */
+export interface ChunkConsumer {
+  chunk(chunk: Uint8Array): void;
+  end(): void;
+  fail(error: Error): void;
 }
 
 /** A sink that counts what passes through it (bytes written). */
@@ -179,27 +193,52 @@ export function channelSource(ch: ChannelLike, limit = 5 << 20): ByteSource {
   let ended = false;
   let failure: Error | undefined;
   let waiter: (() => void) | undefined;
+  let consumer: ChunkConsumer | undefined;
   const wake = (): void => {
     const w = waiter;
     waiter = undefined;
     w?.();
   };
+  /** Hand the consumer what is queued, then the end or the failure if they came. */
+  const feed = (): void => {
+    while (consumer !== undefined && queue.length > 0) {
+      const chunk = queue.shift()!;
+      queued -= chunk.byteLength;
+      if (queued <= limit) ch.resume();
+      consumer.chunk(chunk);
+    }
+    if (consumer !== undefined && queue.length === 0 && ended) {
+      if (failure !== undefined) consumer.fail(failure);
+      else consumer.end();
+    }
+  };
   ch.onData((chunk) => {
+    if (consumer !== undefined && queue.length === 0) {
+      consumer.chunk(chunk);
+      return;
+    }
     queue.push(chunk);
     queued += chunk.byteLength;
     if (queued > limit) ch.pause();
-    wake();
+    if (consumer !== undefined) feed();
+    else wake();
   });
   ch.on("end", () => {
     ended = true;
-    wake();
+    if (consumer !== undefined) feed();
+    else wake();
   });
   ch.on("close", (e) => {
     if (e !== undefined) failure = e;
     ended = true;
-    wake();
+    if (consumer !== undefined) feed();
+    else wake();
   });
   return {
+    offer(c) {
+      consumer = c;
+      feed();
+    },
     async read() {
       for (;;) {
         const chunk = queue.shift();

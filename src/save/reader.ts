@@ -53,12 +53,58 @@ export class RecordReader<S extends boolean = false> {
   }
 
   /**
-   * The next item if the decoder already holds it (no read, no await); undefined when it needs
-   * more input or the input ended (then `next()` says which). The per-chunk fast path: a chunk
-   * of PAGE_DATA yields its items synchronously.
+   * next(), except that items `take` accepts (returns true for) are consumed on the spot: with a
+   * source that offers its chunks synchronously (ByteSource.offer), a chunk is decoded as it
+   * arrives and its items handed to `take` with no await per chunk. Resolves with the first item
+   * `take` declines, or null at a clean end; rejects like next() (or with what `take` threw).
    */
-  poll(): ItemOf<S> | undefined {
-    return this.decoder.next();
+  nextExcept(take: (item: ItemOf<S>) => boolean): Promise<ItemOf<S> | null> {
+    for (let item = this.decoder.next(); item !== undefined; item = this.decoder.next()) {
+      if (!take(item)) return Promise.resolve(item);
+    }
+    const source = this.source;
+    if (source.offer === undefined || this.#eof) return this.#nextSlow(take);
+    return new Promise((resolve, reject) => {
+      const stop = (): void => source.offer!(undefined);
+      source.offer!({
+        chunk: (chunk) => {
+          try {
+            this.decoder.write(chunk);
+            for (let item = this.decoder.next(); item !== undefined; item = this.decoder.next()) {
+              if (!take(item)) {
+                stop();
+                resolve(item);
+                return;
+              }
+            }
+          } catch (e) {
+            stop();
+            reject(e);
+          }
+        },
+        end: () => {
+          stop();
+          this.#eof = true;
+          try {
+            this.decoder.end();
+            resolve(null);
+          } catch (e) {
+            reject(e);
+          }
+        },
+        fail: (e) => {
+          stop();
+          reject(e);
+        },
+      });
+    });
+  }
+
+  async #nextSlow(take: (item: ItemOf<S>) => boolean): Promise<ItemOf<S> | null> {
+    for (;;) {
+      const item = await this.next();
+      if (item === null || !take(item)) return item;
+    }
   }
 
   async next(): Promise<ItemOf<S> | null> {

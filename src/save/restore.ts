@@ -121,15 +121,14 @@ export async function restoreSeed(
   let item: StreamedItem | null | undefined;
   try {
     for (;;) {
-      // Items the decoder already holds are taken without an await, and PAGE_DATA is applied
-      // synchronously: a 16 KiB TLS record costs one wake-up, not one per item.
-      item = reader.poll() ?? (await reader.next());
+      // PAGE_DATA is applied synchronously as its chunks arrive (no await per 16 KiB TLS
+      // record); any other record comes back here.
+      item = await reader.nextExcept((i) => seed.pageItem(i));
       if (item === null) {
         throw new RestoreError("truncated", "the stream ended before it was complete", {
           offset: reader.offset,
         });
       }
-      if (seed.pageItem(item)) continue;
       const done = await seed.handle(item);
       if (done !== undefined) {
         return { ...done, bytes: reader.offset };
