@@ -5,13 +5,14 @@
  * - the last host state applied (its per-connection input offsets tell the mirror receiver
  *   which mirrored input the checkpoint already holds).
  */
-import type {
-  Domain,
-  DomainState,
-  FsBlockRef,
-  FsBlockSelection,
-  GuestEnd,
-  ModuleIdentity,
+import {
+  type Domain,
+  type DomainState,
+  type FsBlockRef,
+  type FsBlockSelection,
+  type GuestEnd,
+  type ModuleIdentity,
+  PAGE_SIZE,
 } from "../guest/domain.ts";
 import type { ConnId } from "../guest/port.ts";
 import type { HostState } from "../guest/wasi/state.ts";
@@ -58,6 +59,33 @@ export class TrackedDomain implements Domain {
   writePage(pfn: number, src: Uint8Array): void {
     this.inner.writePage(pfn, src);
     this.#written.add(pfn);
+  }
+  writePages(firstPfn: number, src: Uint8Array): void {
+    const n = src.length / PAGE_SIZE;
+    if (this.inner.writePages !== undefined) this.inner.writePages(firstPfn, src);
+    else
+      for (let k = 0; k < n; k++)
+        this.inner.writePage(firstPfn + k, src.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
+    for (let k = 0; k < n; k++) this.#written.add(firstPfn + k);
+  }
+  writeBytes(offset: number, src: Uint8Array): void {
+    if (src.length === 0) return;
+    if (this.inner.writeBytes !== undefined) this.inner.writeBytes(offset, src);
+    else {
+      // page by page: read, patch, write (a domain without byte writes)
+      const page = new Uint8Array(PAGE_SIZE);
+      for (let pos = 0; pos < src.length; ) {
+        const pfn = Math.floor((offset + pos) / PAGE_SIZE);
+        const off = (offset + pos) % PAGE_SIZE;
+        const k = Math.min(PAGE_SIZE - off, src.length - pos);
+        this.inner.readPage(pfn, page);
+        page.set(src.subarray(pos, pos + k), off);
+        this.inner.writePage(pfn, page);
+        pos += k;
+      }
+    }
+    const last = Math.floor((offset + src.length - 1) / PAGE_SIZE);
+    for (let pfn = Math.floor(offset / PAGE_SIZE); pfn <= last; pfn++) this.#written.add(pfn);
   }
   harvestDirty(): Uint32Array {
     return this.inner.harvestDirty();
