@@ -69,6 +69,17 @@ export type FsBlockSelection =
   | { readonly kind: "all" }
   | { readonly kind: "some"; readonly blocks: readonly FsBlockRef[] };
 
+/** Hints for suspend(); a domain may ignore them (the results are the same, only slower). */
+export interface SuspendOptions {
+  /**
+   * The caller will capture the guest context and the host state with the changed file blocks
+   * of this stop (captureHostState({ kind: "some", blocks }) with what harvestFsDirty() returns
+   * next): take them in the same step as the stop, so that those calls answer at once (a COLO
+   * checkpoint asks for both while the guest is stopped).
+   */
+  readonly capture?: boolean;
+}
+
 /**
  * The ops contract. Every method documents when it may be called; calling it in another state
  * throws a DomainError with code "bad-state" and changes nothing.
@@ -141,7 +152,7 @@ export interface Domain {
    * Stop the guest at its next safe point (a host call or a loop head) and unwind its stack.
    * Only while running; resolves once state is suspended (or exited/trapped if it ended first).
    */
-  suspend(): Promise<void>;
+  suspend(opts?: SuspendOptions): Promise<void>;
 
   /** Continue a suspended (or freshly applied) guest. Only while suspended, or created after apply*(). */
   resume(): Promise<void>;

@@ -726,9 +726,9 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     // The PVM's stop is asked first (its worker wakes while this thread goes on); in the same turn
     // client input pauses and NEW goes out, so the SVM stops on its side while the PVM unwinds.
     // Both settle before anything else (never leave a stop in flight).
-    const pvmStopped = (this.domain.state === "running" ? this.domain.suspend() : Promise.resolve()).then(
-      () => mark("pvmSuspended"),
-    );
+    const pvmStopped = (
+      this.domain.state === "running" ? this.domain.suspend({ capture: true }) : Promise.resolve()
+    ).then(() => mark("pvmSuspended"));
     this.proxy.pauseForCheckpoint();
     const svmSuspended = this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
     svmSuspended.catch(() => {});
@@ -740,10 +740,11 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     if (this.domain.state !== "suspended") {
       throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
     }
-    // While the SVM harvests and sends its lists: harvest A and P's changed blocks, ask the worker
-    // for the guest context and the host state together (one wake-up), and start sending A's pages
-    // (every page: strategy full). The host state is captured with P's blocks (all of them for
-    // cache/full) on the bet that S's list adds none (it is captured again if it does). The PVM
+    // While the SVM harvests and sends its lists: harvest A and P's changed blocks, take the guest
+    // context and the host state (the worker captured both as the PVM unwound: no round trip),
+    // and start sending A's pages (every page: strategy full). The host state is captured with
+    // P's blocks (all of them for cache/full) on the bet that S's list adds none (it is captured
+    // again if it does). The PVM
     // stays suspended until SVM_READY, when the secondary has every byte: the pages go out as
     // views of its memory, not copies.
     const a = this.domain.harvestDirty();

@@ -128,6 +128,8 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
   #cache: Uint8Array | undefined;
   #pendingB: Uint32Array = new Uint32Array(0);
   #newAt = 0;
+  /** The SVM's stop in flight (NEW received, not yet unwound): a takeover waits for it. */
+  #stopping: Promise<void> | undefined;
   #bHarvested = 0;
   readonly #records = new Ring<SecondaryCheckpointRecord>(4096);
   #count = 0;
@@ -379,9 +381,11 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
         // The stop first (the worker wakes while this thread goes on), the mirror paused in the
         // same turn.
         const stopped = domain.state === "running" ? domain.suspend() : undefined;
+        this.#stopping = stopped;
         this.#setState("suspended");
         this.#sproxy!.pauseForCheckpoint();
         await stopped;
+        this.#stopping = undefined;
         clock.mark("suspended");
         this.#checkFinished();
         // An SVM that exited or trapped alone (it said so with a mirror "end") is restored by this
@@ -639,6 +643,8 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     if (switchover === undefined) links?.close(false);
     this.#target?.discard(this.#reason);
     try {
+      // A stop asked for by NEW may still be unwinding the replica: resume it once it has.
+      await this.#stopping?.catch(() => {});
       if (domain.state === "suspended" || domain.state === "created") await domain.resume();
       let proxy: PrimaryProxy;
       if (this.#sproxy !== undefined) {

@@ -40,6 +40,25 @@ export type Request =
 
 export type RequestMessage = Request & { readonly id: number };
 
+/**
+ * Requests asked for in one synchronous turn of the main thread (captures, applies), posted as
+ * one message: the worker wakes once, serves them in order, and answers with one "replies".
+ */
+export interface BatchMessage {
+  readonly op: "batch";
+  readonly requests: readonly RequestMessage[];
+}
+
+/** CTL_STOP values: 0 run; STOP_PLAIN stop; STOP_CAPTURE stop and send the capture with "suspended". */
+export const STOP_PLAIN = 1;
+export const STOP_CAPTURE = 2;
+
+/** The guest context and the host state (with the stop's changed file blocks) taken as it unwound. */
+export interface UnwindCapture {
+  readonly context: Uint8Array;
+  readonly hostState: Uint8Array;
+}
+
 export interface SerializedError {
   readonly name: string;
   readonly code: string | undefined;
@@ -59,8 +78,12 @@ export type Reply =
 export type WorkerEvent =
   | Reply
   | { readonly t: "ready" }
-  /** The guest unwound; `fsDirty`: its changed file blocks, harvested (cleared) in the same step. */
-  | { readonly t: "suspended"; readonly fsDirty: FsBlockRef[] }
+  /**
+   * The guest unwound; `fsDirty`: its changed file blocks, harvested (cleared) in the same step;
+   * `captured`: when the stop asked for it (STOP_CAPTURE) and capturing succeeded.
+   */
+  | { readonly t: "suspended"; readonly fsDirty: FsBlockRef[]; readonly captured?: UnwindCapture }
+  | { readonly t: "replies"; readonly replies: readonly Reply[] }
   | { readonly t: "exited"; readonly code: number }
   | { readonly t: "trapped"; readonly message: string }
   | { readonly t: "output"; readonly event: PortOutput }

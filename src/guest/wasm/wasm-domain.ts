@@ -19,6 +19,7 @@ import {
   type ModuleIdentity,
   PAGE_SHIFT,
   PAGE_SIZE,
+  type SuspendOptions,
 } from "../domain.ts";
 import type { GuestPort, PortInput, PortOutput, StdinInput } from "../port.ts";
 import type { WasiHostOptions } from "../wasi/contract.ts";
@@ -36,10 +37,15 @@ import {
   WASM_PAGE,
 } from "./layout.ts";
 import {
+  type BatchMessage,
+  type Reply,
   type Request,
   type RequestMessage,
   type SerializedError,
   STDIN_QUEUE,
+  STOP_CAPTURE,
+  STOP_PLAIN,
+  type UnwindCapture,
   type WorkerEvent,
   type WorkerInit,
 } from "./protocol.ts";
@@ -232,14 +238,14 @@ export class WasmDomain implements Domain, GuestPort {
         this.#readyWaiter = undefined;
         return;
       case "reply": {
-        const p = this.#pending.get(e.id);
-        if (p === undefined) return;
-        this.#pending.delete(e.id);
-        if (e.ok) p.resolve(e.value);
-        else p.reject(deserialize(e.error));
+        this.#settle(e);
         return;
       }
+      case "replies":
+        for (const r of e.replies) this.#settle(r);
+        return;
       case "suspended":
+        this.#captured = e.captured === undefined ? undefined : { ...e.captured, blocks: e.fsDirty };
         this.#fsDirty = mergeBlocks(this.#fsDirty, e.fsDirty);
         if (this.#state === "running") this.#state = "suspended";
         this.#wakeStopWaiters();
@@ -300,15 +306,50 @@ export class WasmDomain implements Domain, GuestPort {
     }
   }
 
-  #request<T>(req: Request): Promise<T> {
+  #settle(r: Reply): void {
+    const p = this.#pending.get(r.id);
+    if (p === undefined) return;
+    this.#pending.delete(r.id);
+    if (r.ok) p.resolve(r.value);
+    else p.reject(deserialize(r.error));
+  }
+
+  /**
+   * Post a request to the worker. `batched` (captures and applies): held until the end of this
+   * synchronous turn (a microtask) and posted with the others asked for in it, as one message
+   * that wakes the worker once and gets one answer; any other request posts them first.
+   */
+  #request<T>(req: Request, batched = false): Promise<T> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       const msg: RequestMessage = { ...req, id };
+      if (batched) {
+        if (this.#batch.push(msg) === 1) queueMicrotask(() => this.#postBatch());
+        return;
+      }
+      this.#postBatch();
       this.#worker.postMessage(msg);
     });
   }
+
+  #batch: RequestMessage[] = [];
+
+  #postBatch(): void {
+    const requests = this.#batch;
+    if (requests.length === 0) return;
+    this.#batch = [];
+    if (this.#state === "destroyed") return;
+    const batch: BatchMessage = { op: "batch", requests };
+    this.#worker.postMessage(requests.length === 1 ? requests[0] : batch);
+  }
+
+  /**
+   * What the worker captured as the guest unwound (suspend({ capture: true })): valid until
+   * anything can change the context or the host state (resume, an apply, input, a resize).
+   */
+  #captured: (UnwindCapture & { readonly blocks: readonly FsBlockRef[] }) | undefined;
 
   // --- state checks ------------------------------------------------------------------------
 
@@ -343,6 +384,7 @@ export class WasmDomain implements Domain, GuestPort {
       throw new RangeError(`resize: ${pages} is not a whole number of 64 KiB wasm pages`);
     }
     const wasmPages = pages / PAGES_PER_WASM_PAGE;
+    this.#captured = undefined;
     const { initial, maximum } = this.#instrumented.memory;
     if (wasmPages > maximum || wasmPages < initial) {
       throw new RangeError(`resize: ${wasmPages} wasm pages outside [${initial}, ${maximum}]`);
@@ -448,7 +490,7 @@ export class WasmDomain implements Domain, GuestPort {
    * The stop is requested (the worker woken) before suspend() returns, so a caller may go on
    * synchronously while the guest unwinds; resolves once it has.
    */
-  suspend(): Promise<void> {
+  suspend(opts?: SuspendOptions): Promise<void> {
     try {
       this.#check("suspend", "running");
       if (!this.#instrumented.options.asyncify) {
@@ -458,7 +500,8 @@ export class WasmDomain implements Domain, GuestPort {
       return Promise.reject(e);
     }
     const stopped = new Promise<void>((resolve) => this.#stopWaiters.push(resolve));
-    Atomics.store(this.#ctl32, CTL_STOP >> 2, 1);
+    this.#captured = undefined;
+    Atomics.store(this.#ctl32, CTL_STOP >> 2, opts?.capture === true ? STOP_CAPTURE : STOP_PLAIN);
     this.#signal();
     return stopped;
   }
@@ -489,6 +532,7 @@ export class WasmDomain implements Domain, GuestPort {
     }
     Atomics.store(this.#ctl32, CTL_STOP >> 2, 0);
     this.#state = "running";
+    this.#captured = undefined;
     this.#resumedAt = this.#fromWorkerClock(await this.#request<number>({ op: "resume" }));
   }
 
@@ -507,12 +551,14 @@ export class WasmDomain implements Domain, GuestPort {
 
   async captureContext(): Promise<Uint8Array> {
     await this.#checkAsync("captureContext", "suspended");
-    return this.#request<Uint8Array>({ op: "captureContext" });
+    if (this.#captured !== undefined) return this.#captured.context.slice();
+    return this.#request<Uint8Array>({ op: "captureContext" }, true);
   }
 
   async applyContext(body: Uint8Array): Promise<void> {
     await this.#checkAsync("applyContext", "suspended", "created", "exited", "trapped");
-    await this.#request({ op: "applyContext", body: body.slice() });
+    this.#captured = undefined;
+    await this.#request({ op: "applyContext", body: body.slice() }, true);
     this.#applied = true;
     this.#revived();
   }
@@ -545,12 +591,15 @@ export class WasmDomain implements Domain, GuestPort {
 
   async captureHostState(fs: FsBlockSelection): Promise<Uint8Array> {
     await this.#checkAsync("captureHostState", "suspended");
-    return this.#request<Uint8Array>({ op: "captureHost", fs });
+    const c = this.#captured;
+    if (c !== undefined && fs.kind === "some" && sameBlocks(fs.blocks, c.blocks)) return c.hostState.slice();
+    return this.#request<Uint8Array>({ op: "captureHost", fs }, true);
   }
 
   async applyHostState(body: Uint8Array): Promise<void> {
     await this.#checkAsync("applyHostState", "suspended", "created", "exited", "trapped");
-    await this.#request({ op: "applyHost", body: body.slice() });
+    this.#captured = undefined;
+    await this.#request({ op: "applyHost", body: body.slice() }, true);
     // The host's queues are now the applied state's: reports from before say nothing about them.
     for (const est of this.#queued.values()) est.reported = 0;
     this.#applied = true;
@@ -581,8 +630,8 @@ export class WasmDomain implements Domain, GuestPort {
     const [ctx, hostState] = ended
       ? [new Uint8Array(0), new Uint8Array(0)]
       : await Promise.all([
-          this.#request<Uint8Array>({ op: "captureContext" }),
-          this.#request<Uint8Array>({ op: "captureHost", fs: { kind: "all" } }),
+          this.#request<Uint8Array>({ op: "captureContext" }, true),
+          this.#request<Uint8Array>({ op: "captureHost", fs: { kind: "all" } }, true),
         ]);
     const h = createHash("sha256");
     const head = new DataView(new ArrayBuffer(24));
@@ -619,6 +668,7 @@ export class WasmDomain implements Domain, GuestPort {
 
   input(event: PortInput | StdinInput): number {
     this.#check("input");
+    this.#captured = undefined; // the host state takes this input at its next capture
     // Copy the bytes: the caller's buffer is only borrowed for this call.
     this.#input.port1.postMessage("bytes" in event ? { ...event, bytes: event.bytes.slice() } : event);
     this.#signal();
@@ -653,6 +703,14 @@ interface QueueEstimate {
   readonly sent: number[];
   /** Their sum. */
   inFlight: number;
+}
+
+/** The same blocks in the same order. */
+function sameBlocks(a: readonly FsBlockRef[], b: readonly FsBlockRef[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.ino !== b[i]!.ino || a[i]!.block !== b[i]!.block) return false;
+  return true;
 }
 
 /** `a` ∪ `b`, sorted by (ino, block) as the host's harvest is. */

@@ -37,10 +37,14 @@ import {
   WASI_MODULE,
 } from "./layout.ts";
 import {
+  type BatchMessage,
+  type Reply,
   type Request,
   type RequestMessage,
   type SerializedError,
   STDIN_QUEUE,
+  STOP_CAPTURE,
+  type UnwindCapture,
   type WorkerEvent,
   type WorkerInit,
 } from "./protocol.ts";
@@ -234,7 +238,8 @@ function run(rewind: boolean): void {
       unwound = true;
       host.onSuspend();
       // The changed file blocks travel with the event: no round trip for harvestFsDirty().
-      post({ t: "suspended", fsDirty: host.harvestFsDirty() });
+      const fsDirty = host.harvestFsDirty();
+      post({ t: "suspended", fsDirty, captured: captureAtStop(fsDirty) });
       return;
     }
     finish({ t: "exited", code: 0 });
@@ -242,6 +247,22 @@ function run(rewind: boolean): void {
     rewinding = false;
     if (e instanceof ProcExit) finish({ t: "exited", code: e.code });
     else finish({ t: "trapped", message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+  }
+}
+
+/**
+ * A stop that asked for it (CTL_STOP = STOP_CAPTURE) gets the guest context and the host state
+ * with this stop's changed blocks, as the captureContext and captureHost requests would give them
+ * (input already posted is delivered first), in the same step: no further round trip. A capture
+ * that fails is left to those requests, which report the error.
+ */
+function captureAtStop(fsDirty: ReturnType<WasiHost["harvestFsDirty"]>): UnwindCapture | undefined {
+  if (Atomics.load(ctl32, STOP) !== STOP_CAPTURE) return undefined;
+  try {
+    pump();
+    return { context: captureContext(), hostState: host.captureState({ kind: "some", blocks: fsDirty }) };
+  } catch {
+    return undefined;
   }
 }
 
@@ -319,7 +340,20 @@ function handle(req: Request): Uint8Array | ReturnType<WasiHost["harvestFsDirty"
   }
 }
 
-port.on("message", (msg: RequestMessage) => {
+function serve(msg: RequestMessage): Reply {
+  try {
+    return { t: "reply", id: msg.id, ok: true, value: handle(msg) };
+  } catch (e) {
+    return { t: "reply", id: msg.id, ok: false, error: serialize(e) };
+  }
+}
+
+port.on("message", (msg: RequestMessage | BatchMessage) => {
+  if (msg.op === "batch") {
+    // Captures and applies only (never start or resume): served in order, answered together.
+    post({ t: "replies", replies: msg.requests.map(serve) });
+    return;
+  }
   let value: ReturnType<typeof handle>;
   try {
     if (ended && (msg.op === "start" || msg.op === "resume")) throw new Error("guest has ended");
