@@ -237,10 +237,9 @@ export class WasmDomain implements Domain, GuestPort {
         this.#readyWaiter?.resolve(undefined);
         this.#readyWaiter = undefined;
         return;
-      case "reply": {
+      case "reply":
         this.#settle(e);
         return;
-      }
       case "replies":
         for (const r of e.replies) this.#settle(r);
         return;
