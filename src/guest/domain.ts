@@ -154,6 +154,15 @@ export interface Domain {
    */
   suspend(opts?: SuspendOptions): Promise<void>;
 
+  /**
+   * Optional: with a stop asked by suspend() and not yet settled, if the stop has taken effect
+   * already (the guest can change neither its memory, its dirty log nor its files before it
+   * unwinds, e.g. it waits in a host call) and it has no changed file blocks, harvest the dirty
+   * pages now (as harvestDirty() would after suspend()) and return them; the stop's unwind then
+   * reports no changed blocks. Otherwise undefined (wait for suspend()).
+   */
+  harvestStopped?(): Uint32Array | undefined;
+
   /** Continue a suspended (or freshly applied) guest. Only while suspended, or created after apply*(). */
   resume(): Promise<void>;
 

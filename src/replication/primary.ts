@@ -734,20 +734,27 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     svmSuspended.catch(() => {});
     const newSent = stream.sendState(CHECKPOINT_STATE.NEW, seq).then(() => mark("newSent"));
     this.#setState("checkpointing");
+    // While the SVM harvests and sends its lists: harvest A and start sending A's pages (every
+    // page: strategy full). A PVM idle in a host call has stopped already (it unwinds as it wakes,
+    // before running any code of its own): A is final at once and its pages go out while it
+    // unwinds. The PVM stays stopped until SVM_READY, when the secondary has every byte: the pages
+    // go out as views of its memory, not copies.
+    const pagesOf = (a: Uint32Array) => (strategy === "full" ? allPfns(this.domain.pageCount()) : a);
+    const stoppedA = this.domain.state === "running" ? this.domain.harvestStopped?.() : undefined;
+    if (stoppedA !== undefined) {
+      mark("harvested");
+      stream.beginCheckpoint(seq, pagesOf(stoppedA), { borrow: true, stopped: true });
+    }
     for (const r of await Promise.allSettled([newSent, pvmStopped]))
       if (r.status === "rejected") throw r.reason;
     this.#checkAlive();
     if (this.domain.state !== "suspended") {
       throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
     }
-    // While the SVM harvests and sends its lists: harvest A and P's changed blocks, take the guest
-    // context and the host state (the worker captured both as the PVM unwound: no round trip),
-    // and start sending A's pages (every page: strategy full). The host state is captured with
-    // P's blocks (all of them for cache/full) on the bet that S's list adds none (it is captured
-    // again if it does). The PVM
-    // stays suspended until SVM_READY, when the secondary has every byte: the pages go out as
-    // views of its memory, not copies.
-    const a = this.domain.harvestDirty();
+    // P's changed blocks, the guest context and the host state (the worker captured both as the
+    // PVM unwound: no round trip). The host state is captured with P's blocks (all of them for
+    // cache/full) on the bet that S's list adds none (it is captured again if it does).
+    const a = stoppedA ?? this.domain.harvestDirty();
     const fsA = await this.domain.harvestFsDirty();
     const context = this.domain.captureContext();
     const early = this.domain.captureHostState(
@@ -755,8 +762,10 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     );
     context.catch(() => {});
     early.catch(() => {});
-    mark("harvested");
-    stream.beginCheckpoint(seq, strategy === "full" ? allPfns(this.domain.pageCount()) : a, { borrow: true });
+    if (stoppedA === undefined) {
+      mark("harvested");
+      stream.beginCheckpoint(seq, pagesOf(a), { borrow: true });
+    }
     await svmSuspended;
     mark("svmSuspended");
     let b: ArrayLike<number> = new Uint32Array(0);

@@ -29,12 +29,12 @@
  * serve this host's service address unprotected); the primary's goodbye → stand down.
  */
 import { EventEmitter } from "node:events";
-import type { Domain } from "../guest/domain.ts";
+import type { Domain, FsBlockRef } from "../guest/domain.ts";
 import { PAGE_SIZE } from "../guest/domain.ts";
 import type { GuestPort } from "../guest/port.ts";
 import type { PrimaryProxy } from "../proxy/primary.ts";
 import { SecondaryProxy, type TakeoverOptions } from "../proxy/secondary.ts";
-import type { CheckpointedTarget } from "../save/migrate.ts";
+import type { CheckpointedTarget, TargetEvent } from "../save/migrate.ts";
 import { receiveCheckpointed } from "../save/migrate.ts";
 import type { RestoreTargetFactory } from "../save/restore.ts";
 import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
@@ -350,6 +350,17 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     });
   }
 
+  /**
+   * The SVM is stopped: suspended, or it exited or trapped alone (it said so with a mirror
+   * "end"): such a replica is restored by the checkpoint like a suspended one (its dirty log
+   * still holds what it wrote until it ended).
+   */
+  #checkStopped(seq: bigint): void {
+    const st = this.#domain!.state;
+    if (st !== "suspended" && st !== "exited" && st !== "trapped")
+      throw new ReplicationError("domain", `the SVM is ${st}, not suspended`, { seq });
+  }
+
   #checkFinished(): void {
     if (this.#finished) throw this.#reason ?? new ReplicationError("link", "session over");
   }
@@ -359,8 +370,11 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     const domain = this.#domain!;
     const settings = this.#settings!;
     let clock = stepClock<SecondaryStep>(0);
+    /** The checkpoint's records, read from NEW on (see below). */
+    let reading: Promise<TargetEvent> | undefined;
     for (;;) {
-      const ev = await target.next();
+      const ev = await (reading ?? target.next());
+      reading = undefined;
       this.#checkFinished();
       if (ev.kind === "end") {
         // The primary closed the stream between checkpoints: its heartbeat decides what follows.
@@ -379,21 +393,29 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
         this.#newAt = performance.now();
         clock = stepClock<SecondaryStep>(this.#newAt);
         // The stop first (the worker wakes while this thread goes on), the mirror paused in the
-        // same turn.
+        // same turn. The primary sends A's pages right after NEW: they are read and buffered
+        // while the SVM stops and its lists go out (buffering never touches the replica), so
+        // that only the checkpoint's last write is left to read once the lists are sent.
         const stopped = domain.state === "running" ? domain.suspend() : undefined;
         this.#stopping = stopped;
         this.#setState("suspended");
         this.#sproxy!.pauseForCheckpoint();
-        await stopped;
-        this.#stopping = undefined;
+        reading = target.next();
+        reading.catch(() => {});
+        // An SVM idle in a host call has stopped already (it unwinds as it wakes, before running
+        // any code of its own): B is final now and the lists go out at once, while it unwinds
+        // (the apply waits for that). Otherwise wait for the unwind, then harvest.
+        let b = stopped === undefined ? undefined : domain.inner.harvestStopped?.();
+        let fsB: FsBlockRef[] = [];
+        if (b === undefined) {
+          await stopped;
+          this.#stopping = undefined;
+          this.#checkFinished();
+          this.#checkStopped(ev.seq);
+          b = domain.harvestDirty();
+          fsB = await domain.harvestFsDirty();
+        }
         clock.mark("suspended");
-        this.#checkFinished();
-        // An SVM that exited or trapped alone (it said so with a mirror "end") is restored by this
-        // checkpoint like a suspended one: its dirty log still holds what it wrote until it ended.
-        if (domain.state !== "suspended" && domain.state !== "exited" && domain.state !== "trapped")
-          throw new ReplicationError("domain", `the SVM is ${domain.state}, not suspended`, { seq: ev.seq });
-        const b = domain.harvestDirty();
-        const fsB = await domain.harvestFsDirty();
         clock.mark("harvested");
         this.#bHarvested = b.length;
         // SVM_SUSPENDED and the lists in one write.
@@ -415,6 +437,12 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
         );
       }
       clock.mark("endReceived");
+      if (this.#stopping !== undefined) {
+        await this.#stopping;
+        this.#stopping = undefined;
+        this.#checkFinished();
+        this.#checkStopped(seq);
+      }
       this.#setState("applying");
       const t0 = performance.now();
       let fromCache = 0;

@@ -568,13 +568,20 @@ export class CheckpointedStream {
    * domain's size are skipped) start going out now; a failure shows in finishCheckpoint().
    * `borrow`: write views of the guest's memory instead of copies, for a caller that keeps the
    * domain suspended until the target has acknowledged every byte (COLO: until SVM_READY).
+   * `stopped`: the domain is still unwinding from a stop that has taken effect (the caller got
+   * `pfns` from Domain.harvestStopped()): it is taken as suspended; it must be by
+   * finishCheckpoint().
    */
-  beginCheckpoint(seq: bigint, pfns: ArrayLike<number>, opts: { readonly borrow?: boolean } = {}): void {
+  beginCheckpoint(
+    seq: bigint,
+    pfns: ArrayLike<number>,
+    opts: { readonly borrow?: boolean; readonly stopped?: boolean } = {},
+  ): void {
     if (this.#open !== undefined) throw new SaveError("bad-state", "a checkpoint is already in progress");
     if (seq !== this.#lastSeq + 1n) {
       throw new SaveError("bad-state", `checkpoint ${seq} does not follow ${this.#lastSeq}`);
     }
-    if (this.domain.state !== "suspended") {
+    if (this.domain.state !== "suspended" && !(opts.stopped === true && this.domain.state === "running")) {
       throw new SaveError("bad-state", `a checkpoint needs a suspended domain, it is ${this.domain.state}`);
     }
     const borrow = opts.borrow === true && this.domain.pageView !== undefined;
@@ -596,6 +603,10 @@ export class CheckpointedStream {
   async finishCheckpoint(req: CheckpointFinish): Promise<CheckpointSendReport> {
     const open = this.#open;
     if (open === undefined) throw new SaveError("bad-state", "finishCheckpoint without beginCheckpoint");
+    if (this.domain.state !== "suspended") {
+      this.#open = undefined;
+      throw new SaveError("bad-state", `a checkpoint needs a suspended domain, it is ${this.domain.state}`);
+    }
     const capture = <T>(p: Promise<T>, what: string): Promise<T> => {
       const q = p.catch((e: unknown) => {
         throw new SaveError("domain", `capturing the ${what} failed`, { cause: e });

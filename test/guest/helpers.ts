@@ -95,3 +95,19 @@ export function decodeSnapshot(b: Uint8Array): Snapshot {
   };
   return { pages, memory: take(m), context: take(c), host: take(h) };
 }
+
+/** Everything the domain sends on connection `conn`, as text so far. */
+export function connText(d: WasmDomain, conn: number): () => string {
+  let text = "";
+  d.onOutput((e: PortOutput) => {
+    if (e.kind === "data" && e.stream.kind === "conn" && e.stream.id === conn)
+      text += Buffer.from(e.bytes).toString();
+  });
+  return () => text;
+}
+
+/** Poll `pred` every 5 ms for up to 5 s. */
+export async function until(pred: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000 && !pred(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!pred()) throw new Error(`timed out waiting for ${what}`);
+}

@@ -5,23 +5,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { WasmDomain } from "../../src/guest/wasm/wasm-domain.ts";
+import { connText, until } from "./helpers.ts";
 
 const KV = readFileSync(join(import.meta.dirname, "../../guests/kv.wasm"));
 const HOST = { args: ["kv.wasm"], env: [], preopens: [], fsLimitBytes: 1 << 20 };
-
-function collect(d: WasmDomain, conn: number): () => string {
-  let text = "";
-  d.onOutput((e) => {
-    if (e.kind === "data" && e.stream.kind === "conn" && e.stream.id === conn)
-      text += Buffer.from(e.bytes).toString();
-  });
-  return () => text;
-}
-
-async function until(pred: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000 && !pred(); i++) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(pred(), `timed out waiting for ${what}`);
-}
 
 test("an exited guest restored from another's state runs on from it", async () => {
   const ended = await WasmDomain.create(KV, { host: HOST });
@@ -34,7 +21,7 @@ test("an exited guest restored from another's state runs on from it", async () =
     await ended.whenStopped();
     assert.equal(ended.state, "exited");
 
-    const out = collect(source, 1);
+    const out = connText(source, 1);
     source.input({ kind: "open", conn: 1 });
     source.input({ kind: "data", conn: 1, offset: 0, bytes: Buffer.from("SET k v\r\n") });
     await until(() => out().includes("+OK"), "SET's reply");
@@ -52,7 +39,7 @@ test("an exited guest restored from another's state runs on from it", async () =
     assert.equal(ended.end, undefined);
     assert.deepEqual(await ended.digest(), await source.digest());
 
-    const revived = collect(ended, 1);
+    const revived = connText(ended, 1);
     await ended.resume();
     ended.input({ kind: "data", conn: 1, offset: 9, bytes: Buffer.from("GET k\r\n") });
     await until(() => revived().includes("$1\r\nv\r\n"), "GET's reply from the restored guest");

@@ -6,6 +6,11 @@
  *   [0, DIRTY_MAP_BYTES)       one byte per 4 KiB guest page: 1 = written since last harvest
  *   CTL_STOP (i32)             non-zero: a stop is requested (checked at loop heads and host calls)
  *   CTL_SIGNAL (i32)           bumped by the main thread after posting input events (Atomics.notify)
+ *   CTL_PARKED (i32)           1 while the worker waits in a host call (set by the worker just
+ *                              before Atomics.wait, cleared when it wakes); the main thread
+ *                              turns 1 into 2 to claim a stop that took effect there
+ *   CTL_FS_PENDING (i32)       1 while the worker holds changed file blocks not yet reported
+ *                              (neither word is used by emitted code)
  * The Asyncify memory (exported "colo_asyncify_memory", per instance, not shared):
  *   [0, 8)                     Asyncify data struct: current stack pointer, stack end (u32 LE)
  *   [8, end)                   the Asyncify stack
@@ -27,6 +32,8 @@ export const MAX_WASM_PAGES = 65536;
 export const DIRTY_MAP_BYTES = 1 << 20;
 export const CTL_STOP = DIRTY_MAP_BYTES;
 export const CTL_SIGNAL = DIRTY_MAP_BYTES + 4;
+export const CTL_PARKED = DIRTY_MAP_BYTES + 8;
+export const CTL_FS_PENDING = DIRTY_MAP_BYTES + 12;
 /** Control memory size in wasm pages (map + one page for control words). */
 export const CTL_MEMORY_PAGES = DIRTY_MAP_BYTES / WASM_PAGE + 1;
 

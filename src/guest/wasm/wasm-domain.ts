@@ -30,7 +30,9 @@ import { GuestError } from "./errors.ts";
 import {
   ASYNCIFY_MEMORY_PAGES,
   ASYNCIFY_STACK_START,
+  CTL_FS_PENDING,
   CTL_MEMORY_PAGES,
+  CTL_PARKED,
   CTL_SIGNAL,
   CTL_STOP,
   PAGES_PER_WASM_PAGE,
@@ -467,6 +469,19 @@ export class WasmDomain implements Domain, GuestPort {
       }
     }
     return v;
+  }
+
+  /**
+   * With a stop asked (suspend() not yet settled): when it has taken effect already, because the
+   * guest waits in a host call (it unwinds on waking, before running any code of its own) and
+   * holds no changed file blocks, harvest the dirty pages now and return them: they are final
+   * until resume() (the unwind reports no changed blocks). Otherwise undefined: wait for suspend().
+   */
+  harvestStopped(): Uint32Array | undefined {
+    if (this.#state !== "running" || Atomics.load(this.#ctl32, CTL_STOP >> 2) === 0) return undefined;
+    if (Atomics.compareExchange(this.#ctl32, CTL_PARKED >> 2, 1, 2) !== 1) return undefined;
+    if (Atomics.load(this.#ctl32, CTL_FS_PENDING >> 2) !== 0) return undefined;
+    return this.harvestDirty();
   }
 
   harvestDirty(): Uint32Array {

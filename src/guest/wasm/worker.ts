@@ -11,6 +11,7 @@
  */
 import { randomFillSync } from "node:crypto";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import type { FsBlockRef } from "../domain.ts";
 import type { PortInput, PortOutput, StdinInput } from "../port.ts";
 import { createRealtimeClock } from "../wasi/clocks.ts";
 import {
@@ -25,6 +26,8 @@ import { GuestError } from "./errors.ts";
 import {
   ASYNCIFY_DATA_PTR,
   ASYNCIFY_STACK_START,
+  CTL_FS_PENDING,
+  CTL_PARKED,
   CTL_SIGNAL,
   CTL_STOP,
   EXPORT_ASYNCIFY_MEMORY,
@@ -67,6 +70,8 @@ const post = (e: WorkerEvent): void => port.postMessage(e);
 const ctl32 = new Int32Array(init.control.buffer);
 const STOP = CTL_STOP >> 2;
 const SIGNAL = CTL_SIGNAL >> 2;
+const PARKED = CTL_PARKED >> 2;
+const FS_PENDING = CTL_FS_PENDING >> 2;
 const ctlBytes = new Uint8Array(init.control.buffer);
 const inputPort: MessagePort = init.input;
 
@@ -91,15 +96,20 @@ const env: HostEnv = {
   wait(deadlineNs: bigint | undefined): "event" | "timeout" {
     for (;;) {
       const seq = Atomics.load(ctl32, SIGNAL);
-      if (pump() > 0) return "event";
+      const delivered = pump();
+      // A stop goes before input (which stays queued in the host): once parked, the guest runs
+      // no code of its own before it has seen a stop asked meanwhile (see parkHere).
       if (Atomics.load(ctl32, STOP) !== 0) throw new StopRequested("stop requested");
+      if (delivered > 0) return "event";
       let timeoutMs = Number.POSITIVE_INFINITY;
       if (deadlineNs !== undefined) {
         const now = process.hrtime.bigint();
         if (now >= deadlineNs) return "timeout";
         timeoutMs = Math.max(0, Number(deadlineNs - now) / 1e6);
       }
+      parkHere();
       Atomics.wait(ctl32, SIGNAL, seq, timeoutMs);
+      Atomics.store(ctl32, PARKED, 0);
     }
   },
   emit(event: PortOutput): void {
@@ -111,6 +121,39 @@ const env: HostEnv = {
     randomFillSync(buf);
   },
 };
+
+/** Changed file blocks taken from the host before it parked, not yet reported (see parkHere). */
+let pendingFs: FsBlockRef[] = [];
+
+/**
+ * About to wait in a host call: take the host's changed file blocks (reported with the next
+ * unwind), say whether any are held (CTL_FS_PENDING), then CTL_PARKED = 1. Until it is cleared on
+ * waking, nothing changes the guest's memory, dirty log or files, and waking it, the worker sees
+ * a stop asked meanwhile before any guest code runs: so a main thread that asks for a stop and
+ * then turns CTL_PARKED from 1 to 2 may take the dirty log (and, with CTL_FS_PENDING 0, no changed
+ * blocks) as final at once, while the guest unwinds (WasmDomain.harvestStopped).
+ */
+function parkHere(): void {
+  const fs = host.harvestFsDirty();
+  if (fs.length > 0) pendingFs = pendingFs.length === 0 ? fs : unionBlocks(pendingFs, fs);
+  Atomics.store(ctl32, FS_PENDING, pendingFs.length > 0 ? 1 : 0);
+  Atomics.store(ctl32, PARKED, 1);
+}
+
+/** The changed file blocks since the last call (the host's and those taken at parking), sorted. */
+function takeFsDirty(): FsBlockRef[] {
+  const fs = host.harvestFsDirty();
+  const out = pendingFs.length === 0 ? fs : unionBlocks(pendingFs, fs);
+  pendingFs = [];
+  Atomics.store(ctl32, FS_PENDING, 0);
+  return out;
+}
+
+function unionBlocks(a: readonly FsBlockRef[], b: readonly FsBlockRef[]): FsBlockRef[] {
+  const seen = new Map<string, FsBlockRef>();
+  for (const r of [...a, ...b]) seen.set(`${r.ino}:${r.block}`, r);
+  return [...seen.values()].sort((x, y) => x.ino - y.ino || x.block - y.block);
+}
 
 function pump(): number {
   let n = 0;
@@ -238,7 +281,7 @@ function run(rewind: boolean): void {
       unwound = true;
       host.onSuspend();
       // The changed file blocks travel with the event: no round trip for harvestFsDirty().
-      const fsDirty = host.harvestFsDirty();
+      const fsDirty = takeFsDirty();
       post({ t: "suspended", fsDirty, captured: captureAtStop(fsDirty) });
       return;
     }
@@ -256,7 +299,7 @@ function run(rewind: boolean): void {
  * (input already posted is delivered first), in the same step: no further round trip. A capture
  * that fails is left to those requests, which report the error.
  */
-function captureAtStop(fsDirty: ReturnType<WasiHost["harvestFsDirty"]>): UnwindCapture | undefined {
+function captureAtStop(fsDirty: FsBlockRef[]): UnwindCapture | undefined {
   if (Atomics.load(ctl32, STOP) !== STOP_CAPTURE) return undefined;
   try {
     pump();
@@ -317,7 +360,7 @@ function handle(req: Request): Uint8Array | ReturnType<WasiHost["harvestFsDirty"
       host.applyState(req.body);
       return undefined;
     case "harvestFs":
-      return host.harvestFsDirty();
+      return takeFsDirty();
     case "reinstantiate": {
       const ctx = init.asyncify ? captureContext() : undefined;
       const old = new Uint8Array(memory.buffer);
