@@ -12,11 +12,14 @@
  *                                                          └─ --verify mismatch ─▶ verify-failed
  *
  * COLO checkpoint n (strategy back-channel): trigger (proxy divergence, held-output cap, or the
- * maximum interval; never sooner than the minimum interval after the last one) → pause the
- * proxy's input → NEW(n) → suspend the PVM ∥ S suspends → SVM_SUSPENDED(n), B, S's file blocks →
- * harvest A → D = A ∪ B below the PVM's size → CHECKPOINT_INFO, PAGE_DATA(D), GUEST_CONTEXT,
- * CHECKPOINT, EMULATOR_CONTEXT, CHECKPOINT_END → SVM_READY(n) [+ DIGEST(n)] → proxy
- * checkpointDone(n) (held output released) → resume the PVM → SVM_RESUMED(n).
+ * maximum interval; never sooner than the minimum interval after the last one) → ask the PVM to
+ * stop, pause the proxy's input, NEW(n) (one turn) → harvest A (at once when the stop found the
+ * PVM waiting in a host call, else once it unwound) → CHECKPOINT_INFO, PAGE_DATA(A) ∥ S stops →
+ * SVM_SUSPENDED(n), B, S's file blocks → D = A ∪ B below the PVM's size → PAGE_DATA(B − A),
+ * GUEST_CONTEXT, CHECKPOINT, EMULATOR_CONTEXT, CHECKPOINT_END (one write; context and host state
+ * captured by the worker as the PVM unwound) → SVM_READY(n) [+ DIGEST(n)] → resume the PVM, proxy
+ * checkpointDone(n) (held output released) → SVM_RESUMED(n). The pause ends when the PVM's worker
+ * runs the guest again.
  * Strategy cache: no dirty list travels, D = A (S repairs B from its cache). Strategy full: every
  * page. Both carry the whole file system (no list of S's changed blocks travels).
  *

@@ -14,11 +14,13 @@
  * every record of checkpoint n and this controller applies it only after CHECKPOINT_END, after
  * checking that n is the one after the last applied and that NEW(n) came first (COLO).
  *
- * Per COLO checkpoint n: NEW(n) → pause the mirror receiver, suspend the SVM, harvest B and the
- * changed file blocks → SVM_SUSPENDED(n) [+ CHECKPOINT_DIRTY_PFN_LIST(B) + FS_DIRTY_BLOCK_LIST]
- * → buffer the checkpoint → (cache: restore B from the cache) apply it whole (cache: copy what it
- * wrote into the cache) → [digest] → SVM_READY(n) [+ CHECKPOINT_DIGEST(n)] → resume the SVM →
- * the mirror receiver drops input the checkpoint already holds and feeds the rest → SVM_RESUMED(n).
+ * Per COLO checkpoint n: NEW(n) → stop the SVM, pause the mirror receiver, start buffering the
+ * checkpoint → harvest B and the changed file blocks (at once when the stop found the SVM waiting
+ * in a host call, else once it unwound) → SVM_SUSPENDED(n) [+ CHECKPOINT_DIRTY_PFN_LIST(B) +
+ * FS_DIRTY_BLOCK_LIST] → the checkpoint buffered whole, the SVM unwound → (cache: restore B from
+ * the cache) apply it whole → [digest] → SVM_READY(n) [+ CHECKPOINT_DIGEST(n)] → (cache: copy
+ * what it wrote into the cache) → resume the SVM → the mirror receiver drops input the checkpoint
+ * already holds and feeds the rest → SVM_RESUMED(n).
  * Remus: the replica never runs; each complete checkpoint is applied, then SVM_READY(n) [+ DIGEST].
  *
  * Errors (architecture: "Errors, failover, switchover"): a malformed, replayed or out-of-order

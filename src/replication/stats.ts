@@ -24,7 +24,10 @@ export interface CheckpointRecord {
   readonly backBytes: number;
   /** File-system blocks carried. */
   readonly fsBlocks: number;
-  /** PVM pause: NEW sent (or suspend, Remus) → PVM resumed, ms. */
+  /**
+   * PVM pause, ms. COLO: from the checkpoint's start (the PVM's stop asked, NEW written in the
+   * same turn) until the PVM's worker ran the guest again; Remus: from the stop until resumed.
+   */
   readonly pauseMs: number;
   /** Time to write the checkpoint's records, ms. */
   readonly sendMs: number;
@@ -92,7 +95,7 @@ export function stepClock<K extends string>(
 /** One checkpoint as the secondary saw it. */
 export interface SecondaryCheckpointRecord {
   readonly seq: number;
-  /** SVM pause: NEW received → SVM resumed (Remus: receive → applied), ms. */
+  /** SVM pause: NEW received → the SVM's worker ran it again (Remus: receive → applied), ms. */
   readonly pauseMs: number;
   /** Pages the checkpoint carried. */
   readonly pages: number;
