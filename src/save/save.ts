@@ -41,6 +41,12 @@ export interface LiveOptions {
    * Default: half the target.
    */
   readonly fixedCostMs?: number;
+  /**
+   * A dirty set that fits the budget but is larger than this many pages is sent as one more
+   * pre-copy round while rounds still halve it (default 64): the last pages travel inside the
+   * downtime, so a round of a few ms that leaves a handful is worth it.
+   */
+  readonly minFinalPages?: number;
 }
 
 export interface SaveProgress {
@@ -343,8 +349,10 @@ export interface TargetReadiness {
  * Stop-and-copy decision: after each round, the pages dirtied during it are what a stop now would
  * send. Their time at the most recent round's throughput must fit the page budget: the downtime
  * target less the fixed part of a stop (suspend, context, host state, the target's apply and the
- * GO/RESUMED round trips; `fixedCostMs`, default half the target). Pre-copy also stops when the
- * dirty set stopped shrinking (`maxStalls` rounds) or at `maxRounds`. With `readiness`, the guest
+ * GO/RESUMED round trips; `fixedCostMs`, default half the target); a set that fits but is still
+ * above `minFinalPages` goes as one more round while rounds halve it (the stop then carries a
+ * handful of pages, not hundreds). Pre-copy also stops when the dirty set stopped shrinking
+ * (`maxStalls` rounds) or at `maxRounds`. With `readiness`, the guest
  * is never suspended before the target said it is ready (its domain instantiated): pre-copy goes
  * on with what was dirtied while waiting, so the target's start-up is never downtime.
  *
@@ -371,6 +379,7 @@ export async function sendFirstCheckpoint(
   const budget = Math.max(0.5, target - (liveOpts.fixedCostMs ?? target / 2));
   const maxRounds = Math.max(1, liveOpts.maxRounds ?? 30);
   const maxStalls = liveOpts.maxStalls ?? 3;
+  const minFinalPages = liveOpts.minFinalPages ?? 64;
   const pagesPerRound: number[] = [];
   const estimateMs = (dirty: number): number => {
     const rate = saver.recentRate;
@@ -430,7 +439,9 @@ export async function sendFirstCheckpoint(
       report("precopy", sent, inRound, dirty);
       const fits = estimateMs(dirty) <= budget;
       const giveUp = stalls >= maxStalls || pagesPerRound.length + 1 >= maxRounds;
-      if (!(fits || giveUp)) continue;
+      // Fits, but not yet small while rounds still halve the set: one more round is cheap.
+      const oneMore = fits && dirty > minFinalPages && dirty * 2 <= inRound;
+      if (!((fits && !oneMore) || giveUp)) continue;
       if (opts.readiness !== undefined && !opts.readiness.ready()) {
         // The target is still creating its domain: wait, then send what was dirtied meanwhile.
         await opts.readiness.wait();

@@ -308,3 +308,22 @@ test("a malformed record mid-checkpoint discards the partial checkpoint", async 
   assert.deepEqual(dst.memory(), before);
   await src.destroy();
 });
+
+test("pre-copy goes one more round while a set that fits is still large and halving", async () => {
+  const src = await busyDomain(4000, 40);
+  const [a, b] = openPair();
+  const l = channelEnds(a, b);
+  const t = targets();
+  const [report, dst] = await Promise.all([
+    // a budget every set fits in: only minFinalPages keeps pre-copy going
+    migrate(src, l.source, { live: { downtimeTargetMs: 60_000, minFinalPages: 16 } }),
+    receiveMigration(l.target, t),
+  ]);
+  const rounds = report.pagesPerRound;
+  assert.ok(rounds.length >= 3, `rounds ${rounds.join(", ")}`);
+  assert.ok(rounds[1]! > 16, `round 2 had something to send: ${rounds.join(", ")}`);
+  assert.ok(rounds.at(-1)! < rounds[1]!, `the stop sent less than round 2: ${rounds.join(", ")}`);
+  await dst.suspend();
+  assert.deepEqual((dst as MemoryDomain).memory(), src.memory());
+  await dst.destroy();
+});
