@@ -448,9 +448,12 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
       this.#setState("applying");
       const t0 = performance.now();
       let fromCache = 0;
-      if (settings.strategy === "cache") fromCache = this.#restoreFromCache(this.#pendingB);
-      domain.takeWritten();
-      await target.apply();
+      // The cache's pages go back only once the domain accepted the checkpoint's context and
+      // host state: a refused checkpoint leaves the replica exactly as it was.
+      await target.apply(() => {
+        if (settings.strategy === "cache") fromCache = this.#restoreFromCache(this.#pendingB);
+        domain.takeWritten();
+      });
       this.#applied = seq;
       const applyMs = performance.now() - t0;
       clock.mark("applied");

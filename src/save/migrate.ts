@@ -851,8 +851,9 @@ export class CheckpointedTarget {
   }
 
   /** Apply the complete checkpoint (domain suspended or not yet started). */
-  apply(): Promise<CheckpointSummary> {
-    return this.receiver.apply();
+  /** The buffered checkpoint, whole (CheckpointReceiver.apply; `beforeWrite` as there). */
+  apply(beforeWrite?: () => void): Promise<CheckpointSummary> {
+    return this.receiver.apply(beforeWrite);
   }
 
   /** Drop the complete (or partial) checkpoint without applying it. */

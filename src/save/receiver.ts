@@ -131,8 +131,12 @@ export class CheckpointReceiver {
     };
   }
 
-  /** Apply the whole checkpoint to the (suspended or not yet started) domain. */
-  async apply(): Promise<CheckpointSummary> {
+  /**
+   * Apply the whole checkpoint to the (suspended or not yet started) domain. `beforeWrite` runs
+   * once the domain accepted the context and host state, right before the first change (the cache
+   * strategy puts back its pages there, so a refused checkpoint changes nothing).
+   */
+  async apply(beforeWrite?: () => void): Promise<CheckpointSummary> {
     this.#expect("apply", "complete");
     const summary = this.summary();
     const context = this.#context;
@@ -151,6 +155,7 @@ export class CheckpointReceiver {
       });
     }
     try {
+      beforeWrite?.();
       if (this.domain.pageCount() !== this.#memoryPages) await this.domain.resize(this.#memoryPages);
       for (const [pfn, data] of this.#pages) this.domain.writePage(pfn, data);
       // Both requests in flight at once: one wake-up of the guest's worker, not two round trips.

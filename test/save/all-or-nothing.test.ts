@@ -325,3 +325,25 @@ test("WasmDomain: the main-thread checks refuse exactly what the worker refuses 
     await src.destroy();
   }
 });
+
+test("apply's beforeWrite (the cache strategy's page restore) runs only once the checks passed, before any page", async () => {
+  const { d, r } = await appliedOnce();
+  let ran = 0;
+  feed(r, second(new Uint8Array(5), host("bb")));
+  await assert.rejects(
+    r.apply(() => ran++),
+    (e) => isRestoreError(e, "domain"),
+  );
+  assert.equal(ran, 0, "a refused checkpoint never reaches beforeWrite");
+  const calls = d.calls.length;
+  feed(r, second(ctx(20, "ok"), host("cc")));
+  await r.apply(() => {
+    ran++;
+    assert.ok(
+      d.calls.slice(calls).every((op) => op.startsWith("validate")),
+      "nothing but the checks before it",
+    );
+  });
+  assert.equal(ran, 1);
+  assert.equal(r.state, "applied");
+});
