@@ -2,7 +2,8 @@
  * The streaming PAGE_DATA path (`streamPageData: true`) against the whole-record path: the same
  * destination memory on every golden fixture and on generated streams, fed byte by byte and in
  * seeded random splits; the same errors; nothing of an invalid record handed out; truncation
- * mid-pages reported by end(); the lifetime rule (views valid until the next write()).
+ * mid-pages reported by end(); the lifetime rule (views valid until the next write()); page
+ * pieces (setPagePieces) write the same memory at any split.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -16,7 +17,7 @@ import {
 } from "../../src/stream/decoder.ts";
 import { StreamError } from "../../src/stream/errors.ts";
 import * as F from "../../src/stream/format.ts";
-import { forEachPageRun, forEachStreamedRun } from "../../src/stream/records/page-data.ts";
+import { forEachPageRun, forEachPiece, forEachStreamedRun } from "../../src/stream/records/page-data.ts";
 import { FIXTURES } from "../fixtures/make-fixtures.ts";
 import { rng } from "./fuzz.ts";
 import { type Bytes, bytes, dhdr, ihdr, rec, u32le, u64le, zeros } from "./oracle.ts";
@@ -80,11 +81,16 @@ function wholePath(input: Uint8Array, options: DecoderOptions): Outcome {
  * The streaming path over `chunks`. Items of one write() are applied only after the decoder has
  * been drained (the lifetime rule allows that), and the item protocol is checked as it goes.
  */
-function streamedPath(chunks: readonly Uint8Array[], options: DecoderOptions): Outcome {
+/** `pieces`: the decoder hands out split pages as two pieces (setPagePieces), not staged. */
+function streamedPath(chunks: readonly Uint8Array[], options: DecoderOptions, pieces = false): Outcome {
   const memory: Memory = new Map();
   const others: string[] = [];
   const records: string[] = [];
   const d = new StreamDecoder({ ...options, streamPageData: true });
+  if (pieces) d.setPagePieces(true);
+  /** Pages being assembled from pieces (pfn → contents), for `memory`. */
+  const pages = new Map<number, Uint8Array>();
+  let nextOffset = 0;
   let open: Extract<StreamedItem, { kind: "page-data-begin" }> | undefined;
   let nextIndex = 0;
   try {
@@ -104,22 +110,46 @@ function streamedPath(chunks: readonly Uint8Array[], options: DecoderOptions): O
             assert.equal(open, undefined, "begin inside a record");
             open = item;
             nextIndex = 0;
+            nextOffset = 0;
             records.push(`${item.offset} ${[...item.entries.pfns]} ${[...item.entries.types]}`);
             break;
           case "page-data-pages":
             assert.ok(open, "pages outside a record");
             assert.equal(item.recordOffset, open.offset);
             assert.equal(item.firstDataIndex, nextIndex, "pages in order, none skipped");
-            assert.ok(item.bytes.length > 0 && item.bytes.length % 4096 === 0, "whole pages");
-            assert.equal(item.offset, open.offset + 16 + 8 * open.entries.count + 4096 * nextIndex);
-            nextIndex += item.bytes.length / 4096;
-            forEachStreamedRun(open.dataPfns, item.firstDataIndex, item.bytes, (pfn, run) =>
-              writeRun(memory, pfn, run),
+            assert.equal(item.pageOffset, nextOffset, "pieces in order, none skipped");
+            assert.equal(
+              item.offset,
+              open.offset + 16 + 8 * open.entries.count + 4096 * nextIndex + nextOffset,
             );
+            if (!pieces) {
+              assert.ok(item.bytes.length > 0 && item.bytes.length % 4096 === 0, "whole pages");
+              nextIndex += item.bytes.length / 4096;
+              forEachStreamedRun(open.dataPfns, item.firstDataIndex, item.bytes, (pfn, run) =>
+                writeRun(memory, pfn, run),
+              );
+              break;
+            }
+            assert.ok(item.bytes.length > 0, "a piece has bytes");
+            nextIndex += Math.floor((nextOffset + item.bytes.length) / 4096);
+            nextOffset = (nextOffset + item.bytes.length) % 4096;
+            forEachPiece(open.dataPfns, item.firstDataIndex, item.pageOffset, item.bytes, (dst, run) => {
+              for (let pos = 0; pos < run.length; ) {
+                const pfn = Math.floor((dst + pos) / 4096);
+                const off = (dst + pos) % 4096;
+                const n = Math.min(4096 - off, run.length - pos);
+                const page = pages.get(pfn) ?? new Uint8Array(4096);
+                page.set(run.subarray(pos, pos + n), off);
+                pages.set(pfn, page);
+                memory.set(pfn, hexOf(page));
+                pos += n;
+              }
+            });
             break;
           case "page-data-end":
             assert.ok(open && item.offset === open.offset, "end matches begin");
             assert.equal(nextIndex, open.entries.pageCount, "every page handed out");
+            assert.equal(nextOffset, 0, "no page left half written");
             open = undefined;
             break;
           default:
@@ -176,6 +206,11 @@ test("golden fixtures: streaming writes the same memory as whole records, byte b
           streamedPath(splits(f.bytes, seed, max), f.options),
           want,
           `${f.file} seed ${seed}/${max}`,
+        );
+        assertSame(
+          streamedPath(splits(f.bytes, seed, max), f.options, true),
+          want,
+          `${f.file} pieces, seed ${seed}/${max}`,
         );
       }
     }
@@ -254,6 +289,11 @@ test("generated PAGE_DATA streams: streaming = whole records = the model, at any
         });
         assert.deepEqual(want.memory, model);
         assertSame(streamedPath(splits(input, seed, max), options), want, `seed ${seed} max ${max}`);
+        assertSame(
+          streamedPath(splits(input, seed, max), options, true),
+          want,
+          `pieces: seed ${seed} max ${max}`,
+        );
       },
     ),
     { numRuns: 150 },
