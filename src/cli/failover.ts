@@ -1,7 +1,7 @@
 /** `colo failover NAME`: tell the secondary NAME to take over now (manual failover). */
-import { parseArgs } from "node:util";
 import { FAILOVER_OPS } from "../replication/failover.ts";
 import { controlRequest } from "../save/control.ts";
+import { parseCommandArgs } from "./args.ts";
 import { failure, usageError } from "./control.ts";
 
 export const USAGE = `usage: colo failover NAME [--json]
@@ -27,21 +27,9 @@ export function parseNameArgs(
   prefix: string,
   usage: string,
 ): number | { name: string; json: boolean } {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-    }));
-  } catch (e) {
-    return usageError(prefix, (e as Error).message, usage);
-  }
-  if (values.help === true) {
-    process.stdout.write(usage);
-    return 0;
-  }
+  const parsed = parseCommandArgs(prefix, usage, argv, { json: { type: "boolean" } }, true);
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
   const [name, extra] = positionals;
   if (name === undefined || extra !== undefined) return usageError(prefix, "expected NAME", usage);
   return { name, json: values.json === true };

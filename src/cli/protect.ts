@@ -1,8 +1,8 @@
 /** `colo protect NAME --secondary HOST:PORT`: join a new secondary to a running unprotected primary. */
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { FAILOVER_OPS } from "../replication/failover.ts";
 import { controlRequest } from "../save/control.ts";
+import { parseCommandArgs } from "./args.ts";
 import { failure, progressPrinter, usageError } from "./control.ts";
 
 export const USAGE = `usage: colo protect NAME --secondary HOST:PORT [--psk-file FILE] [--json]
@@ -21,27 +21,20 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        secondary: { type: "string" },
-        "psk-file": { type: "string" },
-        "insecure-no-tls": { type: "boolean" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    return usageError("colo protect", (e as Error).message, USAGE);
-  }
-  if (values.help === true) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandArgs(
+    "colo protect",
+    USAGE,
+    argv,
+    {
+      secondary: { type: "string" },
+      "psk-file": { type: "string" },
+      "insecure-no-tls": { type: "boolean" },
+      json: { type: "boolean" },
+    },
+    true,
+  );
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
   const [name, extra] = positionals;
   const secondary = values.secondary;
   if (name === undefined || extra !== undefined) return usageError("colo protect", "expected NAME", USAGE);
