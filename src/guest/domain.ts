@@ -81,6 +81,27 @@ export interface SuspendOptions {
 }
 
 /**
+ * `Domain.writeBytes` for a domain that only writes whole pages: read each page the bytes touch,
+ * patch it, write it back.
+ */
+export function writeBytesByPage(
+  d: Pick<Domain, "readPage" | "writePage">,
+  offset: number,
+  src: Uint8Array,
+): void {
+  const page = new Uint8Array(PAGE_SIZE);
+  for (let pos = 0; pos < src.length; ) {
+    const pfn = Math.floor((offset + pos) / PAGE_SIZE);
+    const off = (offset + pos) % PAGE_SIZE;
+    const n = Math.min(PAGE_SIZE - off, src.length - pos);
+    d.readPage(pfn, page);
+    page.set(src.subarray(pos, pos + n), off);
+    d.writePage(pfn, page);
+    pos += n;
+  }
+}
+
+/**
  * The ops contract. Every method documents when it may be called; calling it in another state
  * throws a DomainError with code "bad-state" and changes nothing.
  */

@@ -13,6 +13,7 @@ import {
   type GuestEnd,
   type ModuleIdentity,
   PAGE_SIZE,
+  writeBytesByPage,
 } from "../guest/domain.ts";
 import type { ConnId } from "../guest/port.ts";
 import type { HostState } from "../guest/wasi/state.ts";
@@ -71,19 +72,7 @@ export class TrackedDomain implements Domain {
   writeBytes(offset: number, src: Uint8Array): void {
     if (src.length === 0) return;
     if (this.inner.writeBytes !== undefined) this.inner.writeBytes(offset, src);
-    else {
-      // page by page: read, patch, write (a domain without byte writes)
-      const page = new Uint8Array(PAGE_SIZE);
-      for (let pos = 0; pos < src.length; ) {
-        const pfn = Math.floor((offset + pos) / PAGE_SIZE);
-        const off = (offset + pos) % PAGE_SIZE;
-        const k = Math.min(PAGE_SIZE - off, src.length - pos);
-        this.inner.readPage(pfn, page);
-        page.set(src.subarray(pos, pos + k), off);
-        this.inner.writePage(pfn, page);
-        pos += k;
-      }
-    }
+    else writeBytesByPage(this.inner, offset, src);
     const last = Math.floor((offset + src.length - 1) / PAGE_SIZE);
     for (let pfn = Math.floor(offset / PAGE_SIZE); pfn <= last; pfn++) this.#written.add(pfn);
   }

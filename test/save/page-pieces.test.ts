@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import fc from "fast-check";
-import { PAGE_SIZE } from "../../src/guest/domain.ts";
+import { PAGE_SIZE, writeBytesByPage } from "../../src/guest/domain.ts";
 import { WasmDomain } from "../../src/guest/wasm/wasm-domain.ts";
 import type { ByteSource } from "../../src/save/channel.ts";
 import { channelSink, channelSource } from "../../src/save/channel.ts";
@@ -29,16 +29,7 @@ class BytesDomain extends MemoryDomain {
 
   writeBytes(offset: number, src: Uint8Array): void {
     if (offset % PAGE_SIZE !== 0 || src.length % PAGE_SIZE !== 0) this.unaligned++;
-    const page = new Uint8Array(PAGE_SIZE);
-    for (let pos = 0; pos < src.length; ) {
-      const pfn = Math.floor((offset + pos) / PAGE_SIZE);
-      const off = (offset + pos) % PAGE_SIZE;
-      const n = Math.min(PAGE_SIZE - off, src.length - pos);
-      this.readPage(pfn, page);
-      page.set(src.subarray(pos, pos + n), off);
-      this.writePage(pfn, page);
-      pos += n;
-    }
+    writeBytesByPage(this, offset, src);
     this.bytesWritten += src.length;
   }
 }
