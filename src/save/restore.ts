@@ -21,6 +21,7 @@
  */
 import type { Domain, ModuleIdentity } from "../guest/domain.ts";
 import { PAGE_SIZE } from "../guest/domain.ts";
+import type { PageDataItem } from "../stream/decoder.ts";
 import { StreamError } from "../stream/errors.ts";
 import { DHDR_TYPE_WASM32, EMULATOR_ID } from "../stream/format.ts";
 import type { DomainHeader } from "../stream/headers.ts";
@@ -130,9 +131,7 @@ export async function restoreSeed(
         });
       }
       const done = await seed.handle(item);
-      if (done !== undefined) {
-        return { ...done, bytes: reader.offset };
-      }
+      if (done !== undefined) return { ...done, bytes: reader.offset };
     }
   } catch (e) {
     const err = asRestoreError(e, reader, item ?? undefined);
@@ -165,7 +164,7 @@ class SeedApplier {
   }
 
   /** Apply a streamed PAGE_DATA item (true), or leave any other item to `handle` (false). */
-  pageItem(item: StreamedItem): boolean {
+  pageItem(item: StreamedItem): item is PageDataItem {
     switch (item.kind) {
       case "page-data-begin": {
         need(this.domain, item);
@@ -211,10 +210,7 @@ class SeedApplier {
 
   async handle(item: StreamedItem): Promise<Omit<RestoredSeed, "bytes"> | undefined> {
     const where = { offset: item.offset, record: itemName(item) };
-    if (item.kind === "page-data-begin" || item.kind === "page-data-pages" || item.kind === "page-data-end") {
-      this.pageItem(item);
-      return undefined;
-    }
+    if (this.pageItem(item)) return undefined;
     if (item.kind === "header") {
       if (item.header === "libxc-domain") {
         const t = (item.value as DomainHeader).type;
