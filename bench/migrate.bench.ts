@@ -211,10 +211,11 @@ async function migration(target: Target, security: Security): Promise<SaveReport
   return report;
 }
 
+/** `rawFirstBytes`: measure the raw write first, of that many bytes (the previous save's size). */
 async function saveBench(
-  rawFirst: boolean,
+  rawFirstBytes: number | undefined,
 ): Promise<{ save: number; raw: number; bytes: number; ms: number }> {
-  let raw = rawFirst ? await rawFileWrite(SAVE_BYTES_ESTIMATE) : 0;
+  let raw = rawFirstBytes === undefined ? 0 : await rawFileWrite(rawFirstBytes);
   const src = await guest();
   const path = join(tmpdir(), `colo-bench-${process.pid}.save`);
   const t0 = performance.now();
@@ -223,12 +224,9 @@ async function saveBench(
   const save = report.bytes / 1e6 / (ms / 1000);
   await src.destroy();
   rmSync(path, { force: true });
-  if (!rawFirst) raw = await rawFileWrite(report.bytes);
+  if (rawFirstBytes === undefined) raw = await rawFileWrite(report.bytes);
   return { save, raw, bytes: report.bytes, ms };
 }
-
-/** About the bytes of a save of the bench's guest (the raw write measured before the first save). */
-const SAVE_BYTES_ESTIMATE = Math.round(MEM_MIB * (1 << 20) * 1.003);
 
 /** A raw file write of `bytes` (4 MiB writes, fsync) to a temp file, MB/s. */
 async function rawFileWrite(bytes: number): Promise<number> {
@@ -308,7 +306,8 @@ async function main(): Promise<void> {
           (r.bytes / 1e3 / r.totalMs).toFixed(0),
         ]);
       }
-      const s = await saveBench(run % 2 === 1);
+      const s = await saveBench(run % 2 === 1 ? lastBytes.save : undefined);
+      lastBytes.save = s.bytes;
       ratios.save!.push(s.save / s.raw);
       rows.push([
         "save to file",
