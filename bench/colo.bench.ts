@@ -18,9 +18,11 @@
  *   COLO_BENCH_ONLY=unprotected,back-channel COLO_BENCH_CLIENTS=50 COLO_BENCH_FORCED=no \
  *   COLO_BENCH_N=20000 node bench/colo.bench.ts  (a subset: configs whose name contains one of
  *   the words, the given client counts, forcing no/yes, n requests per redis-benchmark test)
+ *   COLO_BENCH_DUMP=file   appends each configuration's raw checkpoint records of both ends (one
+ *   JSON line each; `startedAt` puts both on the host's clock, e.g. beside `perf sched`)
  */
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { type ColoChild, startPair } from "../src/cli/child.ts";
 import { RespClient } from "../src/replication/resp-client.ts";
@@ -59,6 +61,8 @@ const CLIENTS = (process.env.COLO_BENCH_CLIENTS ?? "1,50").split(",").map(Number
 const FORCED = (process.env.COLO_BENCH_FORCED ?? "no,yes").split(",").map((v) => v === "yes");
 /** Extra node flags for both ends, e.g. COLO_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const NODE_ARGS = (process.env.COLO_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
+/** A file to append each configuration's raw checkpoint records to (one JSON line each). */
+const DUMP = process.env.COLO_BENCH_DUMP;
 const FIXED_N = process.env.COLO_BENCH_N === undefined ? undefined : Number(process.env.COLO_BENCH_N);
 
 /** User plus system CPU seconds of a child so far (0 once it is gone or when there is none). */
@@ -92,9 +96,34 @@ interface Row {
   d: number;
   kibPerCheckpoint: number;
   withinBound: number;
-  /** p50 of when each step ended, ms after NEW (P: sent, S: received). */
+  /**
+   * p50 of when each step ended, ms after the checkpoint started on the primary (the PVM's stop
+   * asked, NEW written in the same turn); the secondary's steps on the same clock (its
+   * `startedAt` against the primary's), the first being NEW received.
+   */
   pSteps: number[];
   sSteps: number[];
+}
+
+/** The secondary's steps as the step table shows them: NEW received, then SECONDARY_STEPS. */
+const S_STEPS = ["newReceived", ...SECONDARY_STEPS] as const;
+
+/**
+ * When the secondary's step `k` ended in each checkpoint, ms after the same checkpoint started on
+ * the primary: both ends stamp their start on the host's one clock (`startedAt`).
+ */
+function onPrimaryClock(
+  cps: readonly CheckpointRecord[],
+  sCps: readonly SecondaryCheckpointRecord[],
+  k: (typeof S_STEPS)[number],
+): number[] {
+  const start = new Map(cps.map((x) => [x.seq, x.startedAt]));
+  return sCps.flatMap((x) => {
+    const p = start.get(x.seq);
+    const at = k === "newReceived" ? 0 : x.steps?.[k];
+    if (p === undefined || x.startedAt === undefined || at === undefined) return [];
+    return [x.startedAt - p + at];
+  });
 }
 
 const mean = (v: number[]): number => (v.length === 0 ? Number.NaN : v.reduce((x, y) => x + y, 0) / v.length);
@@ -192,6 +221,8 @@ async function main(): Promise<void> {
           const cps = after.filter((x) => !seen.has(x.seq) && x.trigger !== "seed");
           const sSeen = new Set(sBefore.map((x) => x.seq));
           const sCps = sAfter.filter((x) => !sSeen.has(x.seq));
+          if (DUMP !== undefined)
+            appendFileSync(DUMP, `${JSON.stringify({ config: cfg.name, clients, forced, cps, sCps })}\n`);
           const requests = 2 * n;
           rows.push({
             config: cfg.name,
@@ -234,12 +265,7 @@ async function main(): Promise<void> {
                 50,
               ),
             ),
-            sSteps: SECONDARY_STEPS.map((k) =>
-              percentile(
-                sCps.flatMap((x) => (x.steps?.[k] === undefined ? [] : [x.steps[k]])),
-                50,
-              ),
-            ),
+            sSteps: S_STEPS.map((k) => percentile(onPrimaryClock(cps, sCps, k), 50)),
           });
           process.stderr.write(`.`);
         }
@@ -312,13 +338,7 @@ async function main(): Promise<void> {
   );
   // The pause step by step (COLO rows with checkpoints): p50 of when each step ended.
   const steps = [
-    [
-      "config",
-      "clients",
-      "forced",
-      ...PRIMARY_STEPS.map((k) => `P.${k}`),
-      ...SECONDARY_STEPS.map((k) => `S.${k}`),
-    ],
+    ["config", "clients", "forced", ...PRIMARY_STEPS.map((k) => `P.${k}`), ...S_STEPS.map((k) => `S.${k}`)],
   ];
   for (const r of rows) {
     if (!r.config.startsWith("COLO") || r.checkpoints === 0) continue;
@@ -332,7 +352,7 @@ async function main(): Promise<void> {
   }
   if (steps.length > 1) {
     console.log(
-      "\npause step by step: p50 ms after NEW (P: sent; S: received); steps in the order of docs/replication.md",
+      "\npause step by step: p50 ms after the checkpoint started on the primary (stop asked, NEW written), both ends on the host's one clock; steps in the order of docs/replication.md",
     );
     const w = steps[0]!.map((_, i) => Math.max(...steps.map((row) => row[i]!.length)));
     for (const row of steps)

@@ -835,6 +835,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       sendMs: sent.ms,
       verified,
       steps,
+      startedAt: performance.timeOrigin + t0,
     });
   }
 

@@ -468,6 +468,7 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
           fromCache,
           applyMs,
           steps: clock.steps,
+          startedAt: performance.timeOrigin + this.#newAt,
         })
       )
         return;

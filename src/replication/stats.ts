@@ -35,6 +35,12 @@ export interface CheckpointRecord {
   readonly verified: boolean | undefined;
   /** COLO: when each step of the pause ended, ms after NEW was sent (see PRIMARY_STEPS). */
   readonly steps?: Readonly<Partial<Record<PrimaryStep, number>>>;
+  /**
+   * COLO: when the checkpoint started, ms since the Unix epoch with the monotonic clock's
+   * precision (`performance.timeOrigin + performance.now()`): lines the two ends' steps up on
+   * one host.
+   */
+  readonly startedAt?: number;
 }
 
 /**
@@ -106,6 +112,8 @@ export interface SecondaryCheckpointRecord {
   readonly applyMs: number;
   /** COLO: when each step ended, ms after NEW was received (see SECONDARY_STEPS). */
   readonly steps?: Readonly<Partial<Record<SecondaryStep, number>>>;
+  /** COLO: when NEW was received, ms since the Unix epoch (as `CheckpointRecord.startedAt`). */
+  readonly startedAt?: number;
 }
 
 /** A bounded ring of the most recent records. */
