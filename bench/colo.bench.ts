@@ -51,6 +51,9 @@ const ALL_CONFIGS: Config[] = [
   { name: "COLO back-channel", args: ["--strategy", "back-channel"] },
   { name: "COLO cache", args: ["--strategy", "cache"] },
   { name: "COLO full", args: ["--strategy", "full"] },
+  // Xen's and QEMU's order: the PVM stays stopped until SVM_READY (the others resume it once the
+  // checkpoint is copied out of its memory).
+  { name: "COLO back-channel @READY", args: ["--strategy", "back-channel", "--pvm-resume", "ready"] },
   { name: "Remus 25 ms", args: ["--mode", "remus", "--epoch-ms", "25"], remusEpoch: 25 },
   { name: "Remus 50 ms", args: ["--mode", "remus", "--epoch-ms", "50"], remusEpoch: 50 },
   { name: "Remus 100 ms", args: ["--mode", "remus", "--epoch-ms", "100"], remusEpoch: 100 },

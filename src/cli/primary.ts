@@ -26,7 +26,14 @@ import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import type { WasmDomain as WasmDomainType } from "../guest/wasm/wasm-domain.ts";
 import type { PrimaryProxy } from "../proxy/primary.ts";
-import { MAX_TIMER_MS, type ReplicationSettings, STRATEGIES, settings } from "../replication/config.ts";
+import {
+  MAX_TIMER_MS,
+  PVM_RESUMES,
+  type PvmResume,
+  type ReplicationSettings,
+  STRATEGIES,
+  settings,
+} from "../replication/config.ts";
 import {
   FAILOVER_FLAGS,
   FAILOVER_USAGE,
@@ -50,8 +57,8 @@ import { levelLog, runEnd, startMetrics, startNamedControl } from "./replica-run
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
 
 export const USAGE = `usage: colo primary GUEST.wasm --service HOST:PORT --secondary HOST:PORT [--mode colo|remus]
-                [--strategy back-channel|cache|full] [--min-interval-ms N] [--max-interval-ms N]
-                [--epoch-ms N] [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT]
+                [--strategy back-channel|cache|full] [--pvm-resume copied|ready]
+                [--min-interval-ms N] [--max-interval-ms N] [--epoch-ms N] [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT]
                 [--heartbeat-ms N] [--heartbeat-timeout-ms N] [--fence-cmd CMD | --fence-module F]
                 [--fence-timeout-ms N] [-- ARGS…]
 
@@ -67,6 +74,9 @@ options:
                           primary runs, outputs held until the checkpoint covering them is acked
   --strategy S            colo: back-channel (default: S sends its dirty pages B, P sends A ∪ B),
                           cache (S keeps the last checkpoint's memory, P sends A), full (all pages)
+  --pvm-resume WHEN       colo: when the PVM runs again at a checkpoint: copied (default: once the
+                          checkpoint is copied out of its memory; its output waits for SVM_READY)
+                          or ready (at SVM_READY, when the secondary has applied it, as Xen does)
   --min-interval-ms N     never checkpoint sooner than N ms after the last one (default 2)
   --max-interval-ms N     checkpoint at least every N ms (colo; default 2000)
   --epoch-ms N            remus: one checkpoint every N ms (default 100)
@@ -116,6 +126,7 @@ export async function run(argv: string[]): Promise<number> {
         secondary: { type: "string" },
         mode: { type: "string" },
         strategy: { type: "string" },
+        "pvm-resume": { type: "string" },
         "min-interval-ms": { type: "string" },
         "max-interval-ms": { type: "string" },
         "epoch-ms": { type: "string" },
@@ -139,9 +150,13 @@ export async function run(argv: string[]): Promise<number> {
     const strategy = (values.strategy ?? "back-channel") as string;
     if (!STRATEGIES.includes(strategy as ReplicationSettings["strategy"]))
       throw new Error(`--strategy ${strategy}: ${STRATEGIES.join(", ")}`);
+    const pvmResume = (values["pvm-resume"] ?? "copied") as string;
+    if (!PVM_RESUMES.includes(pvmResume as PvmResume))
+      throw new Error(`--pvm-resume ${pvmResume}: ${PVM_RESUMES.join(" or ")}`);
     s = settings({
       mode,
       strategy: strategy as ReplicationSettings["strategy"],
+      pvmResume: pvmResume as PvmResume,
       verify: values.verify === true,
       ...(values["min-interval-ms"] === undefined
         ? {}

@@ -153,6 +153,14 @@ function positive(name: string, value: number): number {
   return value;
 }
 
+/** What the PVM produced after a checkpoint cut, in order (see PrimaryProxy.checkpointCut). */
+type PvmLater =
+  | Exclude<PortOutput, { kind: "drained" } | { kind: "stdin-drained" }>
+  | {
+      readonly kind: "end";
+      readonly end: GuestEnd;
+    };
+
 export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
   readonly #port: GuestPort;
   #link: PrimaryMirrorEnd | undefined;
@@ -172,6 +180,12 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
 
   #seq: number;
   #state: "running" | "paused" | "closed" = "running";
+  /**
+   * Between checkpointCut() and checkpointDone() (or a switch to unprotected): the PVM runs again
+   * ahead of the checkpoint's end, and what it produces waits here, in order, to be compared
+   * after the resync (see checkpointCut).
+   */
+  #cut: { later: PvmLater[]; bytes: number } | undefined;
   #nextId: number;
   readonly #conns = new Map<ConnId, Conn>();
   readonly #stdout: Stdio;
@@ -306,6 +320,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
    */
   checkpointDone(seq: number): void {
     this.#assertOpen();
+    const later = this.#takeCut();
     if (!Number.isInteger(seq) || seq <= this.#seq) {
       throw new ProxyError("invalid-argument", `checkpoint ${seq} does not follow ${this.#seq}`, {
         details: { seq, current: this.#seq },
@@ -334,8 +349,51 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     this.#capSignalled = false;
     this.#state = "running";
     if (this.#mode === "colo") this.#replayFuture();
-    this.#pump();
+    this.#replayLater(later);
+    // A PVM that ended after the cut: no new input for either replica (PrimaryController.pvmEnded
+    // asked for the pause while the cut was open).
+    if (this.#ended.pvm !== undefined && this.#mode === "colo") this.#state = "paused";
+    else this.#pump();
     this.#refreshGlobal();
+  }
+
+  /**
+   * colo: the PVM is about to run again before checkpoint `seq` is done (the primary resumes it
+   * once every byte of the checkpoint is copied out of its memory, without waiting for
+   * SVM_READY). Call between pauseForCheckpoint() and checkpointDone(), right before the resume.
+   * Client input stays paused; the PVM's output and its end from now on belong after the
+   * checkpoint: they wait, in order, until checkpointDone() has released the held output and
+   * reset the comparison to the PVM's offsets at this cut, and are then compared with the SVM's
+   * (which resumes from the same state), as if they had come after it. A switch to
+   * `unprotected` (the secondary lost) releases them. They are held like any output; what a PVM
+   * produces with no input at all in that window is bounded by the window (the primary waits at
+   * most its answer timeout for SVM_READY).
+   */
+  checkpointCut(): void {
+    this.#assertOpen();
+    if (this.#mode !== "colo") return;
+    if (this.#state !== "paused") {
+      throw new ProxyError(
+        "bad-state",
+        "checkpointCut() outside a checkpoint (call pauseForCheckpoint first)",
+      );
+    }
+    this.#cut ??= { later: [], bytes: 0 };
+  }
+
+  #takeCut(): PvmLater[] {
+    const later = this.#cut?.later ?? [];
+    if (this.#cut !== undefined) this.#heldTotal -= this.#cut.bytes;
+    this.#cut = undefined;
+    return later;
+  }
+
+  #replayLater(later: readonly PvmLater[]): void {
+    for (const e of later) {
+      if (this.#state === "closed") return;
+      if (e.kind === "end") this.replicaEnded("pvm", e.end);
+      else this.#onPvm(e);
+    }
   }
 
   /** Remus: checkpoint `seq` (and every earlier one) is acknowledged; release what it covers. */
@@ -364,6 +422,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       throw new ProxyError("invalid-argument", "colo mode needs a mirror link");
     }
     if (link !== undefined) this.#attachLink(link);
+    const later = this.#takeCut();
     this.#mode = mode;
     const cm = compareModeOf(mode);
     for (const t of this.#targets()) {
@@ -378,8 +437,10 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     if (mode === "unprotected") {
       this.#detachLink();
       this.#state = "running";
+      // What the PVM produced after a cut is simply its output now.
+      this.#replayLater(later);
       this.#pump();
-    }
+    } else this.#replayLater(later); // after the comparison's fresh start
     this.#refreshGlobal();
   }
 
@@ -390,6 +451,10 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
   replicaEnded(replica: "pvm" | "svm", end: GuestEnd): void {
     this.#assertOpen();
     if (this.#mode !== "colo") return;
+    if (replica === "pvm" && this.#cut !== undefined) {
+      this.#cut.later.push({ kind: "end", end }); // after the checkpoint (checkpointCut)
+      return;
+    }
     this.#ended[replica] = end;
     this.emit("replica-ended", replica, end);
     const { pvm, svm } = this.#ended;
@@ -464,6 +529,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
   async close(): Promise<void> {
     if (this.#state === "closed") return;
     this.#state = "closed";
+    this.#takeCut();
     this.#server.off("connection", this.#onConnection);
     for (const t of this.#targets()) this.#clearTimer(t);
     this.#clearEndTimer();
@@ -632,6 +698,14 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
 
   #onPvm(event: PortOutput): void {
     if (this.#state === "closed" || event.kind === "stdin-drained") return; // no stdin here
+    if (this.#cut !== undefined && event.kind !== "drained") {
+      this.#cut.later.push(event);
+      if (event.kind === "data") {
+        this.#cut.bytes += event.bytes.byteLength;
+        this.#heldTotal += event.bytes.byteLength;
+      }
+      return;
+    }
     if (event.kind === "drained") {
       const conn = this.#conns.get(event.conn);
       if (conn?.portBlocked) {

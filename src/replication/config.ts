@@ -31,6 +31,16 @@ export const MODES: readonly ReplicationMode[] = ["colo", "remus"];
 export type Strategy = "back-channel" | "cache" | "full";
 export const STRATEGIES: readonly Strategy[] = ["back-channel", "cache", "full"];
 
+/**
+ * When the PVM runs again at a COLO checkpoint:
+ * - copied: as soon as every byte of the checkpoint is copied out of its memory (its pages, the
+ *   guest context and the host state), while the bytes are still being written; its output waits
+ *   in the proxy until SVM_READY and is then compared with the SVM's like any other;
+ * - ready: at SVM_READY, once the secondary has applied the checkpoint (Xen's and QEMU's order).
+ */
+export type PvmResume = "copied" | "ready";
+export const PVM_RESUMES: readonly PvmResume[] = ["copied", "ready"];
+
 export interface ReplicationSettings {
   readonly mode: ReplicationMode;
   readonly strategy: Strategy;
@@ -42,6 +52,8 @@ export interface ReplicationSettings {
   readonly epochMs: number;
   /** Compare whole-state digests after every checkpoint. */
   readonly verify: boolean;
+  /** COLO: when the PVM resumes at a checkpoint (see PvmResume). The primary's alone. */
+  readonly pvmResume: PvmResume;
 }
 
 export const DEFAULT_SETTINGS: ReplicationSettings = {
@@ -51,6 +63,7 @@ export const DEFAULT_SETTINGS: ReplicationSettings = {
   maxIntervalMs: 2000,
   epochMs: 100,
   verify: false,
+  pvmResume: "copied",
 };
 
 /** Fill in defaults and check ranges. Throws ReplicationError "config". */
@@ -59,6 +72,8 @@ export function settings(partial: Partial<ReplicationSettings> = {}): Replicatio
   if (!MODES.includes(s.mode)) throw new ReplicationError("config", `unknown mode ${s.mode}`);
   if (!STRATEGIES.includes(s.strategy))
     throw new ReplicationError("config", `unknown strategy ${s.strategy}`);
+  if (!PVM_RESUMES.includes(s.pvmResume))
+    throw new ReplicationError("config", `unknown PVM resume point ${s.pvmResume}`);
   for (const k of ["minIntervalMs", "maxIntervalMs", "epochMs"] as const) {
     if (!Number.isFinite(s[k]) || s[k] < 0) throw new ReplicationError("config", `${k} must be >= 0`);
   }

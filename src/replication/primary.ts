@@ -737,16 +737,20 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     svmSuspended.catch(() => {});
     const newSent = stream.sendState(CHECKPOINT_STATE.NEW, seq).then(() => mark("newSent"));
     this.#setState("checkpointing");
-    // While the SVM harvests and sends its lists: harvest A and start sending A's pages (every
-    // page: strategy full). A PVM idle in a host call has stopped already (it unwinds as it wakes,
-    // before running any code of its own): A is final at once and its pages go out while it
-    // unwinds. The PVM stays stopped until SVM_READY, when the secondary has every byte: the pages
-    // go out as views of its memory, not copies.
+    // While the SVM harvests and sends its lists: harvest A (every page: strategy full). A PVM
+    // idle in a host call has stopped already (it unwinds as it wakes, before running any code of
+    // its own): A is final at once. pvmResume "copied": A's pages are copied now and kept back;
+    // the PVM runs again as soon as the rest is copied too (proxy.checkpointCut holds what it then
+    // produces until SVM_READY), and only then is the checkpoint encrypted and written, so this
+    // thread is free for S's lists meanwhile. "ready": A's pages start going out at once, as views
+    // of the PVM's memory (it stays stopped until SVM_READY, when the secondary has every byte).
+    const early = this.settings.pvmResume === "copied";
+    const how = early ? { copy: true } : { borrow: true };
     const pagesOf = (a: Uint32Array) => (strategy === "full" ? allPfns(this.domain.pageCount()) : a);
     const stoppedA = this.domain.state === "running" ? this.domain.harvestStopped?.() : undefined;
     if (stoppedA !== undefined) {
       mark("harvested");
-      stream.beginCheckpoint(seq, pagesOf(stoppedA), { borrow: true, stopped: true });
+      stream.beginCheckpoint(seq, pagesOf(stoppedA), { ...how, stopped: true });
     }
     for (const r of await Promise.allSettled([newSent, pvmStopped]))
       if (r.status === "rejected") throw r.reason;
@@ -760,17 +764,22 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     const a = stoppedA ?? this.domain.harvestDirty();
     const fsA = await this.domain.harvestFsDirty();
     const context = this.domain.captureContext();
-    const early = this.domain.captureHostState(
+    const captured = this.domain.captureHostState(
       strategy === "back-channel" ? { kind: "some", blocks: fsA } : { kind: "all" },
     );
     context.catch(() => {});
-    early.catch(() => {});
+    captured.catch(() => {});
     if (stoppedA === undefined) {
       mark("harvested");
-      stream.beginCheckpoint(seq, pagesOf(a), { borrow: true });
+      stream.beginCheckpoint(seq, pagesOf(a), how);
     }
-    await svmSuspended;
-    mark("svmSuspended");
+    // Strategies cache and full need nothing from S: with "copied", the checkpoint is finished (and
+    // the PVM resumed) without waiting for SVM_SUSPENDED, which is read after it.
+    const listFirst = strategy === "back-channel" || !early;
+    if (listFirst) {
+      await svmSuspended;
+      mark("svmSuspended");
+    }
     let b: ArrayLike<number> = new Uint32Array(0);
     let fsBlocks: CheckpointFinish["fsBlocks"] = "all";
     if (strategy === "back-channel") {
@@ -795,22 +804,42 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     }
     // The rest: B's pages that A lacked (P ignores pfns at or past its size), the context, the
     // host state, CHECKPOINT_END, in one write.
-    const hostState = fsBlocks === "all" || fsBlocks === fsA ? early : undefined;
-    const sent = await stream.finishCheckpoint({ more: b, fsBlocks, context, hostState });
+    const hostState = fsBlocks === "all" || fsBlocks === fsA ? captured : undefined;
+    // pvmResume "copied": once every byte is copied, the PVM runs again (after its digest, with
+    // --verify) while the bytes go out; the proxy holds its output from this cut on until
+    // SVM_READY. A failure after it leaves the PVM running (#run's finally resumes it otherwise).
+    let resumedEarly: Promise<Uint8Array | undefined> | undefined;
+    const onCopied = !early
+      ? undefined
+      : () => {
+          resumedEarly = (async () => {
+            const digest = this.settings.verify ? await this.domain.digest() : undefined;
+            this.#checkAlive();
+            this.proxy.checkpointCut();
+            await this.domain.resume();
+            return digest;
+          })();
+          resumedEarly.catch(() => {});
+        };
+    const sent = await stream.finishCheckpoint({ more: b, fsBlocks, context, hostState, onCopied });
     steps.pagesSent = sent.marks.pages - t0;
     steps.captured = sent.marks.captured - t0;
     steps.endWritten = sent.marks.end - t0;
-    const mine = this.settings.verify ? await this.domain.digest() : undefined;
+    if (!listFirst) {
+      await svmSuspended;
+      mark("svmSuspended");
+    }
+    const mine = early ? await resumedEarly : this.settings.verify ? await this.domain.digest() : undefined;
     await this.#expectState(CHECKPOINT_STATE.SVM_READY, seq);
     const verified = mine === undefined ? undefined : await this.#verify(seq, mine);
     mark("svmReady");
     this.#seq = seq;
-    // The resume request goes out first; the held output is released and the buffered input fed
-    // in the same synchronous turn, before any output of the resumed PVM can reach the proxy (its
-    // events are macrotasks), so the guest runs while the main thread releases and feeds. The
-    // pause ends when the worker resumed the guest (WasmDomain.resumedAt), not when this thread
-    // hears of it.
-    const resumed = this.domain.resume();
+    // "ready": the resume request goes out first; the held output is released and the buffered
+    // input fed in the same synchronous turn, before any output of the resumed PVM can reach the
+    // proxy (its events are macrotasks), so the guest runs while the main thread releases and
+    // feeds. Either way the pause ends when the worker resumed the guest (WasmDomain.resumedAt),
+    // not when this thread hears of it.
+    const resumed = early ? Promise.resolve() : this.domain.resume();
     resumed.catch(() => {});
     this.proxy.checkpointDone(Number(seq));
     await resumed;

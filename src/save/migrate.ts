@@ -456,6 +456,12 @@ export interface CheckpointFinish {
   readonly context?: Promise<Uint8Array>;
   /** The host state captured with exactly `fsBlocks`, when the caller already asked for it. */
   readonly hostState?: Promise<Uint8Array>;
+  /**
+   * A checkpoint begun with `copy`: called once every byte of it is in buffers of its own (the
+   * pages copied, the context and the host state captured) and its last write is under way;
+   * from then on the domain may run again while the rest is written.
+   */
+  readonly onCopied?: () => void;
 }
 
 /** A checkpoint whose first part is written (or being written) and whose rest is not. */
@@ -464,6 +470,13 @@ interface OpenCheckpoint {
   readonly t0: number;
   readonly bytes0: number;
   readonly borrow: boolean;
+  /**
+   * beginCheckpoint `copy`: the first part's records, built with copies of the pages and held
+   * back until the rest is copied too.
+   */
+  readonly held: Uint8Array[] | undefined;
+  /** `copy`: the memory size the first part declared. */
+  readonly memoryPages: number;
   /** The first part's pfns (its PAGE_DATA, below `memoryPages`). */
   readonly pfns: ArrayLike<number>;
   /** Settles once the first part is written: the memory size declared and the pages sent. */
@@ -571,11 +584,18 @@ export class CheckpointedStream {
    * `stopped`: the domain is still unwinding from a stop that has taken effect (the caller got
    * `pfns` from Domain.harvestStopped()): it is taken as suspended; it must be by
    * finishCheckpoint().
+   * `copy`: copy the pages now and keep the records back: finishCheckpoint() copies the rest,
+   * tells its `onCopied` that the domain may run again, and only then writes the whole
+   * checkpoint (the encryption and the writes happen while the domain runs).
    */
   beginCheckpoint(
     seq: bigint,
     pfns: ArrayLike<number>,
-    opts: { readonly borrow?: boolean; readonly stopped?: boolean } = {},
+    opts: {
+      readonly borrow?: boolean;
+      readonly stopped?: boolean;
+      readonly copy?: boolean;
+    } = {},
   ): void {
     if (this.#open !== undefined) throw new SaveError("bad-state", "a checkpoint is already in progress");
     if (seq !== this.#lastSeq + 1n) {
@@ -584,15 +604,24 @@ export class CheckpointedStream {
     if (this.domain.state !== "suspended" && !(opts.stopped === true && this.domain.state === "running")) {
       throw new SaveError("bad-state", `a checkpoint needs a suspended domain, it is ${this.domain.state}`);
     }
-    const borrow = opts.borrow === true && this.domain.pageView !== undefined;
+    const t0 = performance.now();
     const saver = this.#saver;
+    const bytes0 = saver.bytes;
+    if (opts.copy === true) {
+      const first = saver.copyCheckpointStart(seq, pfns);
+      const { memoryPages, pages } = first;
+      const written = Promise.resolve({ memoryPages, pages, at: performance.now() });
+      this.#open = { seq, t0, bytes0, borrow: false, held: first.chunks, memoryPages, pfns, written };
+      return;
+    }
+    const borrow = opts.borrow === true && this.domain.pageView !== undefined;
     const written = (async () => {
       const memoryPages = await saver.declare(seq, true);
       const pages = await saver.writePages(pfns, undefined, borrow);
       return { memoryPages, pages, at: performance.now() };
     })();
     written.catch(() => {});
-    this.#open = { seq, t0: performance.now(), bytes0: saver.bytes, borrow, pfns, written };
+    this.#open = { seq, t0, bytes0, borrow, held: undefined, memoryPages: -1, pfns, written };
   }
 
   /**
@@ -623,6 +652,7 @@ export class CheckpointedStream {
       "host state",
     );
     try {
+      if (open.held !== undefined) return await this.#finishCopied(open, open.held, req, context, hostState);
       const first = await open.written;
       const late = lateOnly(req.more, open.pfns, first.memoryPages);
       const emit = this.#saver.emit;
@@ -656,6 +686,36 @@ export class CheckpointedStream {
     } finally {
       this.#open = undefined;
     }
+  }
+
+  /** finishCheckpoint() of a checkpoint begun with `copy`, whose first part is `held`. */
+  async #finishCopied(
+    open: OpenCheckpoint,
+    held: Uint8Array[],
+    req: CheckpointFinish,
+    context: Promise<Uint8Array>,
+    hostState: Promise<Uint8Array>,
+  ): Promise<CheckpointSendReport> {
+    const saver = this.#saver;
+    const emit = saver.emit;
+    const late = saver.copyPages(lateOnly(req.more, open.pfns, open.memoryPages));
+    const [ctx, hs] = await Promise.all([context, hostState]);
+    const captured = performance.now();
+    const chunks = [...held, ...late.chunks, ...emit.guestContext(ctx, true), ...emit.hostState(hs, true)];
+    // Every byte is in buffers of its own: the domain may run while they are written.
+    req.onCopied?.();
+    const { pages, memoryPages, at } = await open.written;
+    await saver.writeRaw(chunks, "CHECKPOINT_INFO … CHECKPOINT_END");
+    this.#lastSeq = open.seq;
+    const end = performance.now();
+    return {
+      seq: open.seq,
+      pages: pages + late.pages,
+      bytes: saver.bytes - open.bytes0,
+      ms: end - open.t0,
+      memoryPages,
+      marks: { pages: at, captured, end },
+    };
   }
 
   /** The next back-channel message (null when the target closed it). */

@@ -220,6 +220,53 @@ export class StreamSaver {
   }
 
   /**
+   * CHECKPOINT_INFO for `seq` (always) and PAGE_DATA for `pfns` (those at or past the domain's
+   * size skipped), built now, with copies of the pages: for a caller that lets the domain run
+   * before the records are written (`writeRaw`). Returns the records, the memory size declared
+   * and the pages carried.
+   */
+  copyCheckpointStart(
+    seq: bigint,
+    pfns: ArrayLike<number>,
+  ): { readonly chunks: Uint8Array[]; readonly memoryPages: number; readonly pages: number } {
+    const memoryPages = this.domain.pageCount();
+    this.#declaredPages = memoryPages;
+    this.#seq = seq;
+    const { chunks, pages } = this.copyPages(pfns);
+    return { chunks: [...this.emit.checkpointInfo(seq, memoryPages), ...chunks], memoryPages, pages };
+  }
+
+  /**
+   * PAGE_DATA for `pfns` below the declared size, built now with copies of the pages (one buffer
+   * for all of them), in batches of ≤ 1,024.
+   */
+  copyPages(pfns: ArrayLike<number>): { readonly chunks: Uint8Array[]; readonly pages: number } {
+    const limit = this.#declaredPages;
+    const keep: number[] = [];
+    for (let i = 0; i < pfns.length; i++) if ((pfns[i] as number) < limit) keep.push(pfns[i] as number);
+    const copy = new Uint8Array(keep.length * PAGE_SIZE);
+    const chunks: Uint8Array[] = [];
+    for (let b = 0; b < keep.length; b += MAX_BATCH) {
+      const n = Math.min(MAX_BATCH, keep.length - b);
+      const batch = new Float64Array(n);
+      const pages: Uint8Array[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const pfn = keep[b + i]!;
+        const page = copy.subarray((b + i) * PAGE_SIZE, (b + i + 1) * PAGE_SIZE);
+        try {
+          this.domain.readPage(pfn, page);
+        } catch (e) {
+          throw new SaveError("domain", `reading page ${pfn} failed`, { cause: e });
+        }
+        batch[i] = pfn;
+        pages[i] = page;
+      }
+      chunks.push(...this.emit.pageData(batch, pages));
+    }
+    return { chunks, pages: keep.length };
+  }
+
+  /**
    * PAGE_DATA for `pfns` (ascending or not), in batches of ≤ 1,024. pfns at or past the declared
    * size are skipped (the memory shrank, or a peer's list named pages we do not have).
    * `onBatch(sent)` is called after each batch. Returns the number of pages sent.

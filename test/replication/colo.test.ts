@@ -1,5 +1,6 @@
 // The primary and secondary controllers wired in one process (memory transports, real WasmDomains
-// with the KV guest): checkpoints with --verify on, each strategy, Remus.
+// with the KV guest): checkpoints with --verify on, each strategy (the PVM resumed once the
+// checkpoint is copied, the default, and at SVM_READY), Remus.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ReplicationSettings } from "../../src/replication/config.ts";
@@ -11,6 +12,11 @@ const CASES = [
   { name: "COLO back-channel", settings: { strategy: "back-channel", maxIntervalMs: 200 } },
   { name: "COLO cache", settings: { strategy: "cache", maxIntervalMs: 200 } },
   { name: "COLO full", settings: { strategy: "full", maxIntervalMs: 200 } },
+  {
+    name: "COLO back-channel, PVM resumed at SVM_READY",
+    settings: { strategy: "back-channel", maxIntervalMs: 200, pvmResume: "ready" },
+  },
+  { name: "COLO cache, PVM resumed at SVM_READY", settings: { strategy: "cache", pvmResume: "ready" } },
   { name: "Remus (20 ms epochs)", settings: { mode: "remus", epochMs: 20 } },
 ] as const satisfies readonly { name: string; settings: Partial<ReplicationSettings> }[];
 

@@ -1,5 +1,6 @@
 // Bad numbers on `colo primary` / `colo secondary` are usage errors (exit 2) before anything
-// starts: a millisecond flag past Node's timer limit (2^31 − 1) would silently become 1 ms.
+// starts: a millisecond flag past Node's timer limit (2^31 − 1) would silently become 1 ms. So
+// are unknown choices (--strategy, --pvm-resume).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
@@ -23,6 +24,8 @@ test("millisecond flags: negative, not a number, or past the timer limit exit 2 
     [[...secondary, "--heartbeat-timeout-ms", "3000000000"], /--heartbeat-timeout-ms/],
     [[...secondary, "--heartbeat-timeout-ms", "Infinity"], /--heartbeat-timeout-ms/],
     [[...secondary, "--fence-timeout-ms", "2147483648"], /--fence-timeout-ms/],
+    [[...primary, "--pvm-resume", "later"], /--pvm-resume later: copied or ready/],
+    [[...primary, "--strategy", "some"], /--strategy some/],
   ];
   for (const [args, message] of cases) {
     const r = colo(...args);
