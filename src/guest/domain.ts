@@ -74,10 +74,11 @@ export interface SuspendOptions {
   /**
    * The caller will capture the guest context and the host state with the changed file blocks
    * of this stop (captureHostState({ kind: "some", blocks }) with what harvestFsDirty() returns
-   * next): take them in the same step as the stop, so that those calls answer at once (a COLO
-   * checkpoint asks for both while the guest is stopped).
+   * next), or with every block ("all": captureHostState({ kind: "all" })): take them in the same
+   * step as the stop, so that those calls answer at once (a COLO checkpoint asks for both while
+   * the guest is stopped).
    */
-  readonly capture?: boolean;
+  readonly capture?: boolean | "all";
 }
 
 /**

@@ -730,7 +730,9 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     // client input pauses and NEW goes out, so the SVM stops on its side while the PVM unwinds.
     // Both settle before anything else (never leave a stop in flight).
     const pvmStopped = (
-      this.domain.state === "running" ? this.domain.suspend({ capture: true }) : Promise.resolve()
+      this.domain.state === "running"
+        ? this.domain.suspend({ capture: strategy === "back-channel" ? true : "all" })
+        : Promise.resolve()
     ).then(() => mark("pvmSuspended"));
     this.proxy.pauseForCheckpoint();
     const svmSuspended = this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);

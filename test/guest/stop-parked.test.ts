@@ -89,3 +89,35 @@ test("a guest running its own code has not stopped until it unwinds", async () =
     await d.destroy();
   }
 });
+
+test("a stop with capture 'all' hands over the host state with every file block, as captureHostState({ kind: 'all' })", async () => {
+  const d = await WasmDomain.create(KV, { host: HOST });
+  try {
+    await d.start();
+    const out = connText(d, 0);
+    d.input({ kind: "open", conn: 0 });
+    const cmds = Buffer.from(`SET k ${"v".repeat(9000)}\r\nSAVE\r\n`);
+    d.input({ kind: "data", conn: 0, offset: 0, bytes: cmds });
+    await until(() => out().split("+OK").length === 3, "SET and SAVE answered");
+    // Take the dump's changed blocks away: the next stops change no block.
+    await d.suspend();
+    assert.ok((await d.harvestFsDirty()).length > 0);
+    await d.resume();
+    const sizes: Record<string, number> = {};
+    for (const capture of [true, "all"] as const) {
+      await new Promise((r) => setTimeout(r, 20));
+      await d.suspend({ capture });
+      assert.deepEqual(await d.harvestFsDirty(), []);
+      const state =
+        capture === "all"
+          ? await d.captureHostState({ kind: "all" })
+          : await d.captureHostState({ kind: "some", blocks: [] });
+      sizes[String(capture)] = state.byteLength;
+      await d.resume();
+    }
+    assert.ok(sizes.all! > 9000, `the dump's blocks are in the 'all' capture (${sizes.all} bytes)`);
+    assert.ok(sizes.true! < 9000, `no blocks in the capture of this stop's changes (${sizes.true} bytes)`);
+  } finally {
+    await d.destroy();
+  }
+});

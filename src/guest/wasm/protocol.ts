@@ -49,14 +49,20 @@ export interface BatchMessage {
   readonly requests: readonly RequestMessage[];
 }
 
-/** CTL_STOP values: 0 run; STOP_PLAIN stop; STOP_CAPTURE stop and send the capture with "suspended". */
+/**
+ * CTL_STOP values: 0 run; STOP_PLAIN stop; STOP_CAPTURE stop and send the capture (host state
+ * with the stop's changed blocks) with "suspended"; STOP_CAPTURE_ALL the same with every block.
+ */
 export const STOP_PLAIN = 1;
 export const STOP_CAPTURE = 2;
+export const STOP_CAPTURE_ALL = 3;
 
 /** The guest context and the host state (with the stop's changed file blocks) taken as it unwound. */
 export interface UnwindCapture {
   readonly context: Uint8Array;
   readonly hostState: Uint8Array;
+  /** The host state carries every file block (STOP_CAPTURE_ALL), not the stop's changed ones. */
+  readonly allBlocks: boolean;
 }
 
 export interface SerializedError {

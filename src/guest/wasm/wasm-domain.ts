@@ -46,6 +46,7 @@ import {
   type SerializedError,
   STDIN_QUEUE,
   STOP_CAPTURE,
+  STOP_CAPTURE_ALL,
   STOP_PLAIN,
   type UnwindCapture,
   type WorkerEvent,
@@ -515,7 +516,9 @@ export class WasmDomain implements Domain, GuestPort {
     }
     const stopped = new Promise<void>((resolve) => this.#stopWaiters.push(resolve));
     this.#captured = undefined;
-    Atomics.store(this.#ctl32, CTL_STOP >> 2, opts?.capture === true ? STOP_CAPTURE : STOP_PLAIN);
+    const how =
+      opts?.capture === "all" ? STOP_CAPTURE_ALL : opts?.capture === true ? STOP_CAPTURE : STOP_PLAIN;
+    Atomics.store(this.#ctl32, CTL_STOP >> 2, how);
     this.#signal();
     return stopped;
   }
@@ -606,7 +609,11 @@ export class WasmDomain implements Domain, GuestPort {
   async captureHostState(fs: FsBlockSelection): Promise<Uint8Array> {
     await this.#checkAsync("captureHostState", "suspended");
     const c = this.#captured;
-    if (c !== undefined && fs.kind === "some" && sameBlocks(fs.blocks, c.blocks)) return c.hostState.slice();
+    if (
+      c !== undefined &&
+      (c.allBlocks ? fs.kind === "all" : fs.kind === "some" && sameBlocks(fs.blocks, c.blocks))
+    )
+      return c.hostState.slice();
     return this.#request<Uint8Array>({ op: "captureHost", fs }, true);
   }
 

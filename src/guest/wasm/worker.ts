@@ -47,6 +47,7 @@ import {
   type SerializedError,
   STDIN_QUEUE,
   STOP_CAPTURE,
+  STOP_CAPTURE_ALL,
   type UnwindCapture,
   type WorkerEvent,
   type WorkerInit,
@@ -300,10 +301,13 @@ function run(rewind: boolean): void {
  * that fails is left to those requests, which report the error.
  */
 function captureAtStop(fsDirty: FsBlockRef[]): UnwindCapture | undefined {
-  if (Atomics.load(ctl32, STOP) !== STOP_CAPTURE) return undefined;
+  const how = Atomics.load(ctl32, STOP);
+  if (how !== STOP_CAPTURE && how !== STOP_CAPTURE_ALL) return undefined;
+  const allBlocks = how === STOP_CAPTURE_ALL;
   try {
     pump();
-    return { context: captureContext(), hostState: host.captureState({ kind: "some", blocks: fsDirty }) };
+    const hostState = host.captureState(allBlocks ? { kind: "all" } : { kind: "some", blocks: fsDirty });
+    return { context: captureContext(), hostState, allBlocks };
   } catch {
     return undefined;
   }
