@@ -2,10 +2,12 @@
  * COLO against unprotected and Remus, in one run and one table (like the COLO paper's): KV
  * throughput, p50/p99 latency and CPU seconds per 10,000 requests, for
  *   unprotected (colo primary whose secondary is unreachable: the same proxy, no replica),
- *   COLO with each strategy (back-channel, cache, full),
+ *   COLO with each strategy (back-channel, cache, full; back-channel also with the PVM resumed
+ *   only at SVM_READY, Xen's order: "@READY"),
  *   Remus with 25, 50 and 100 ms epochs,
  * at 1 and at 50 concurrent clients, with no forced divergence and with a forced divergence every
- * 100 ms (a TIME request on its own connection). Load: redis-benchmark tests SET and GET
+ * 100 ms (a TIME request on its own connection); and, for the COLO rows, an idle pair (0 clients:
+ * the forced divergences only, for 3 s) whose pause is the floor the loaded rows compare with. Load: redis-benchmark tests SET and GET
  * (`-t set,get`, figures averaged over the two), keyspace 10,000 keys (`-r 10000`), 3-byte values.
  * Both replicas are real processes on loopback with TLS-PSK; --verify off. Per configuration it
  * also reports checkpoints, divergences (those that happen anyway included), the PVM's pause
@@ -13,7 +15,7 @@
  * and A ∪ B; raw loopback bandwidth (TCP and TLS) is measured in the same run, and each pause is
  * checked against "1 ms + its bytes at 70 % of raw TLS bandwidth".
  *
- *   node bench/colo.bench.ts            (about two minutes)
+ *   node bench/colo.bench.ts            (about three minutes)
  *   COLO_BENCH_LONG=1 node bench/colo.bench.ts   (5× the requests)
  *   COLO_BENCH_ONLY=unprotected,back-channel COLO_BENCH_CLIENTS=50 COLO_BENCH_FORCED=no \
  *   COLO_BENCH_N=20000 node bench/colo.bench.ts  (a subset: configs whose name contains one of
@@ -60,7 +62,10 @@ const ALL_CONFIGS: Config[] = [
 ];
 const ONLY = process.env.COLO_BENCH_ONLY?.split(",").filter((w) => w !== "");
 const CONFIGS = ALL_CONFIGS.filter((c) => ONLY === undefined || ONLY.some((w) => c.name.includes(w)));
-const CLIENTS = (process.env.COLO_BENCH_CLIENTS ?? "1,50").split(",").map(Number);
+/** 0: no load at all, only the forced divergences (COLO rows): the pause of an idle pair. */
+const CLIENTS = (process.env.COLO_BENCH_CLIENTS ?? "0,1,50").split(",").map(Number);
+/** How long the idle pair (0 clients) is watched, ms. */
+const IDLE_MS = 3000;
 const FORCED = (process.env.COLO_BENCH_FORCED ?? "no,yes").split(",").map((v) => v === "yes");
 /** Extra node flags for both ends, e.g. COLO_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const NODE_ARGS = (process.env.COLO_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
@@ -176,6 +181,8 @@ async function main(): Promise<void> {
     try {
       for (const clients of CLIENTS) {
         for (const forced of FORCED) {
+          // The idle pair: COLO only, and only with forced divergences (else nothing happens).
+          if (clients === 0 && (!forced || cfg.remusEpoch !== undefined || cfg.args === undefined)) continue;
           const n =
             FIXED_N ??
             SCALE *
@@ -184,7 +191,7 @@ async function main(): Promise<void> {
                   ? Math.round(1500 / cfg.remusEpoch)
                   : 1000
                 : clients === 1
-                  ? 1000
+                  ? 4000
                   : 5000);
           const before =
             cfg.args === undefined
@@ -207,7 +214,15 @@ async function main(): Promise<void> {
                 c.close();
               })()
             : Promise.resolve();
-          const r = await benchmark(port, clients, n);
+          const r =
+            clients === 0
+              ? await new Promise<{ rps: number; p50: number; p99: number }>((resolve) =>
+                  setTimeout(
+                    () => resolve({ rps: Number.NaN, p50: Number.NaN, p99: Number.NaN }),
+                    SCALE * IDLE_MS,
+                  ),
+                )
+              : await benchmark(port, clients, n);
           stopForcing = true;
           await forcer;
           const cpu = cpuSeconds(pri) + cpuSeconds(sec) - cpu0;
@@ -226,7 +241,7 @@ async function main(): Promise<void> {
           const sCps = sAfter.filter((x) => !sSeen.has(x.seq));
           if (DUMP !== undefined)
             appendFileSync(DUMP, `${JSON.stringify({ config: cfg.name, clients, forced, cps, sCps })}\n`);
-          const requests = 2 * n;
+          const requests = clients === 0 ? Number.NaN : 2 * n;
           rows.push({
             config: cfg.name,
             clients,
