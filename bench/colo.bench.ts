@@ -19,7 +19,8 @@
  *   COLO_BENCH_LONG=1 node bench/colo.bench.ts   (5× the requests)
  *   COLO_BENCH_ONLY=unprotected,back-channel COLO_BENCH_CLIENTS=50 COLO_BENCH_FORCED=no \
  *   COLO_BENCH_N=20000 node bench/colo.bench.ts  (a subset: configs whose name contains one of
- *   the words, the given client counts, forcing no/yes, n requests per redis-benchmark test)
+ *   the words, or is "=NAME", the given client counts, forcing no/yes, n requests per
+ *   redis-benchmark test)
  *   COLO_BENCH_DUMP=file   appends each configuration's raw checkpoint records of both ends (one
  *   JSON line each; `startedAt` puts both on the host's clock, e.g. beside `perf sched`)
  */
@@ -61,7 +62,11 @@ const ALL_CONFIGS: Config[] = [
   { name: "Remus 100 ms", args: ["--mode", "remus", "--epoch-ms", "100"], remusEpoch: 100 },
 ];
 const ONLY = process.env.COLO_BENCH_ONLY?.split(",").filter((w) => w !== "");
-const CONFIGS = ALL_CONFIGS.filter((c) => ONLY === undefined || ONLY.some((w) => c.name.includes(w)));
+/** A word names the configs that contain it; "=NAME" only the config named exactly NAME. */
+const CONFIGS = ALL_CONFIGS.filter(
+  (c) =>
+    ONLY === undefined || ONLY.some((w) => (w.startsWith("=") ? c.name === w.slice(1) : c.name.includes(w))),
+);
 /** 0: no load at all, only the forced divergences (COLO rows): the pause of an idle pair. */
 const CLIENTS = (process.env.COLO_BENCH_CLIENTS ?? "0,1,50").split(",").map(Number);
 /** How long the idle pair (0 clients) is watched, ms. */
