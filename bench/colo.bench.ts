@@ -197,7 +197,7 @@ async function main(): Promise<void> {
                   : 1000
                 : clients === 1
                   ? 4000
-                  : 5000);
+                  : 20000);
           const before =
             cfg.args === undefined
               ? []
