@@ -69,6 +69,13 @@ import {
   type Trigger,
 } from "./stats.ts";
 
+/**
+ * pvmResume "copied" copies a checkpoint's first part (A; strategy full: every page) only up to
+ * this many pages (64 MiB); a larger one goes out as views of the stopped PVM's memory, which then
+ * waits for SVM_READY as with "ready".
+ */
+export const MAX_COPY_PAGES = 16_384;
+
 /** How long pvmEnded() waits for the SVM to end the same way before handing over (ms). */
 export const PVM_END_GRACE_MS = 1000;
 
@@ -120,6 +127,8 @@ export interface PrimaryControllerOptions {
   readonly fence?: Fence | undefined;
   /** The guest's name, passed to the fencing hook. */
   readonly name?: string | undefined;
+  /** pvmResume "copied": the largest first part copied, pages (default MAX_COPY_PAGES). */
+  readonly maxCopyPages?: number;
 }
 
 export interface PrimaryEvents {
@@ -208,6 +217,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
   readonly settings: ReplicationSettings;
   readonly #live: LiveOptions | false | undefined;
   readonly #answerTimeoutMs: number;
+  readonly #maxCopyPages: number;
   readonly #log: Log;
   readonly #fence: Fence | undefined;
   readonly #name: string | undefined;
@@ -238,6 +248,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.settings = o.settings;
     this.#live = o.live;
     this.#answerTimeoutMs = o.answerTimeoutMs ?? 10_000;
+    this.#maxCopyPages = o.maxCopyPages ?? MAX_COPY_PAGES;
     this.#log = o.log ?? noLog;
     this.#fence = o.fence;
     this.#name = o.name;
@@ -746,13 +757,19 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     // produces until SVM_READY), and only then is the checkpoint encrypted and written, so this
     // thread is free for S's lists meanwhile. "ready": A's pages start going out at once, as views
     // of the PVM's memory (it stays stopped until SVM_READY, when the secondary has every byte).
-    const early = this.settings.pvmResume === "copied";
-    const how = early ? { copy: true } : { borrow: true };
+    // A checkpoint whose first part is larger than maxCopyPages (strategy full of a big guest) is
+    // not copied: it goes out as views and the PVM waits for SVM_READY.
+    let early = false;
+    const how = (pfns: Uint32Array) => {
+      early = this.settings.pvmResume === "copied" && pfns.length <= this.#maxCopyPages;
+      return early ? { copy: true } : { borrow: true };
+    };
     const pagesOf = (a: Uint32Array) => (strategy === "full" ? allPfns(this.domain.pageCount()) : a);
     const stoppedA = this.domain.state === "running" ? this.domain.harvestStopped?.() : undefined;
     if (stoppedA !== undefined) {
       mark("harvested");
-      stream.beginCheckpoint(seq, pagesOf(stoppedA), { ...how, stopped: true });
+      const pfns = pagesOf(stoppedA);
+      stream.beginCheckpoint(seq, pfns, { ...how(pfns), stopped: true });
     }
     for (const r of await Promise.allSettled([newSent, pvmStopped]))
       if (r.status === "rejected") throw r.reason;
@@ -773,7 +790,8 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     captured.catch(() => {});
     if (stoppedA === undefined) {
       mark("harvested");
-      stream.beginCheckpoint(seq, pagesOf(a), how);
+      const pfns = pagesOf(a);
+      stream.beginCheckpoint(seq, pfns, how(pfns));
     }
     // Strategies cache and full need nothing from S: with "copied", the checkpoint is finished (and
     // the PVM resumed) without waiting for SVM_SUSPENDED, which is read after it.

@@ -17,12 +17,19 @@ const CASES = [
     settings: { strategy: "back-channel", maxIntervalMs: 200, pvmResume: "ready" },
   },
   { name: "COLO cache, PVM resumed at SVM_READY", settings: { strategy: "cache", pvmResume: "ready" } },
+  // Every page is more than the copy limit: each checkpoint goes out as views, resumed at READY.
+  { name: "COLO full over the copy limit", settings: { strategy: "full" }, maxCopyPages: 1 },
   { name: "Remus (20 ms epochs)", settings: { mode: "remus", epochMs: 20 } },
-] as const satisfies readonly { name: string; settings: Partial<ReplicationSettings> }[];
+] as const satisfies readonly {
+  name: string;
+  settings: Partial<ReplicationSettings>;
+  maxCopyPages?: number;
+}[];
 
 for (const c of CASES)
   test(`${c.name}: seeded, checkpoints with every digest equal, every reply right`, async () => {
-    const p = await startPair(c.settings);
+    const limit = "maxCopyPages" in c ? c.maxCopyPages : undefined;
+    const p = await startPair(c.settings, undefined, limit === undefined ? {} : { maxCopyPages: limit });
     try {
       assert.equal(p.primary.state, "protected");
       const seen = await workload(p.port, { clients: 3, requests: 300, forceEvery: 25 });
@@ -40,6 +47,10 @@ for (const c of CASES)
         recs.slice(1).some((r) => r.a > 0 && r.d >= r.a),
         "dirty sets counted",
       );
+      if (limit !== undefined) {
+        for (const r of recs.slice(1))
+          assert.ok(r.steps!.pvmResumed! >= r.steps!.svmReady!, `checkpoint ${r.seq}: resumed after READY`);
+      }
       // replies: the SET/GET/INCR sequence per client is what a single KV would answer
       const ctr = new Map<string, number>();
       const kv = new Map<string, string>();

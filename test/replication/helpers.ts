@@ -8,7 +8,7 @@ import { WasmDomain } from "../../src/guest/wasm/wasm-domain.ts";
 import { PrimaryProxy } from "../../src/proxy/primary.ts";
 import { capabilitiesOf, type ReplicationSettings, settings } from "../../src/replication/config.ts";
 import { memoryLinks } from "../../src/replication/links.ts";
-import { PrimaryController } from "../../src/replication/primary.ts";
+import { PrimaryController, type PrimaryControllerOptions } from "../../src/replication/primary.ts";
 import { RespClient } from "../../src/replication/resp-client.ts";
 import { SecondaryController, type SecondaryOutcome } from "../../src/replication/secondary.ts";
 
@@ -34,6 +34,7 @@ export interface Pair {
 export async function startPair(
   partial: Partial<ReplicationSettings> = {},
   hb = { intervalMs: 50, timeoutMs: 3000 },
+  primaryOptions: Partial<Pick<PrimaryControllerOptions, "maxCopyPages">> = {},
 ): Promise<Pair> {
   const s = settings({ verify: true, ...partial });
   const pvm = await WasmDomain.create(KV, { host: HOST });
@@ -70,7 +71,7 @@ export async function startPair(
     log,
   });
   const outcome = secondary.serve(links.secondary);
-  const primary = new PrimaryController({ domain: pvm, proxy, settings: s, log });
+  const primary = new PrimaryController({ domain: pvm, proxy, settings: s, log, ...primaryOptions });
   await primary.protect(links.primary);
   return {
     pvm,
