@@ -320,7 +320,6 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
    */
   checkpointDone(seq: number): void {
     this.#assertOpen();
-    const later = this.#takeCut();
     if (!Number.isInteger(seq) || seq <= this.#seq) {
       throw new ProxyError("invalid-argument", `checkpoint ${seq} does not follow ${this.#seq}`, {
         details: { seq, current: this.#seq },
@@ -336,6 +335,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       for (const t of this.#targets()) marks.set(t, t.cmp.snapshot());
       this.#unacked.push({ seq, marks });
     }
+    const later = this.#takeCut();
     this.#seq = seq;
     if (this.#mode === "colo") {
       for (const t of this.#targets()) {
@@ -352,7 +352,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     this.#replayLater(later);
     // A PVM that ended after the cut: no new input for either replica (PrimaryController.pvmEnded
     // asked for the pause while the cut was open).
-    if (this.#ended.pvm !== undefined && this.#mode === "colo") this.#state = "paused";
+    if (later.some((e) => e.kind === "end")) this.#state = "paused";
     else this.#pump();
     this.#refreshGlobal();
   }

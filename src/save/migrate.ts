@@ -458,8 +458,8 @@ export interface CheckpointFinish {
   readonly hostState?: Promise<Uint8Array>;
   /**
    * A checkpoint begun with `copy`: called once every byte of it is in buffers of its own (the
-   * pages copied, the context and the host state captured) and its last write is under way;
-   * from then on the domain may run again while the rest is written.
+   * pages copied, the context and the host state captured), right before it is written; from
+   * then on the domain may run again.
    */
   readonly onCopied?: () => void;
 }

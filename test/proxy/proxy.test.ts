@@ -441,3 +441,22 @@ test("checkpointCut outside a checkpoint is refused", async (t) => {
   assert.throws(() => r.primary.checkpointCut(), { code: "bad-state" });
   await r.close();
 });
+
+test("checkpointCut: a refused checkpointDone keeps what waited after the cut", async (t) => {
+  const r = await rig(t);
+  r.primary.pauseForCheckpoint();
+  r.secondary.pauseForCheckpoint();
+  await until(() => r.pvm.idle, "PVM idle");
+  r.svm.applyStateOf(r.pvm);
+  const offsets = r.pvm.inputOffsets();
+  r.primary.checkpointCut();
+  r.pvm.writeStdout("late\n");
+  await settle();
+  assert.throws(() => r.primary.checkpointDone(0), { code: "invalid-argument" });
+  r.secondary.checkpointApplied(1, offsets);
+  r.primary.checkpointDone(1);
+  r.svm.writeStdout("late\n");
+  await until(() => r.stdio.length === 1, "compared and released after the real checkpointDone");
+  assert.deepEqual(r.stdio, ["stdout:late\n"]);
+  await r.close();
+});
