@@ -238,29 +238,42 @@ export class StreamSaver {
 
   /**
    * PAGE_DATA for `pfns` below the declared size, built now with copies of the pages (one buffer
-   * for all of them), in batches of ≤ 1,024.
+   * for all of them, filled a run of consecutive pages at a time), in batches of ≤ 1,024.
    */
   copyPages(pfns: ArrayLike<number>): { readonly chunks: Uint8Array[]; readonly pages: number } {
     const limit = this.#declaredPages;
     const keep: number[] = [];
     for (let i = 0; i < pfns.length; i++) if ((pfns[i] as number) < limit) keep.push(pfns[i] as number);
     const copy = new Uint8Array(keep.length * PAGE_SIZE);
+    // One view of the whole memory where the domain offers it: a run of consecutive pfns is one
+    // copy, with no per-page call into the domain.
+    let mem: Uint8Array | undefined;
+    try {
+      mem =
+        keep.length > 0 && this.domain.pageView !== undefined ? this.domain.pageView(0, limit) : undefined;
+    } catch (e) {
+      throw new SaveError("domain", "reading the pages failed", { cause: e });
+    }
+    for (let i = 0; i < keep.length; ) {
+      let j = i + 1;
+      if (mem !== undefined) {
+        while (j < keep.length && keep[j] === keep[j - 1]! + 1) j++;
+        copy.set(mem.subarray(keep[i]! * PAGE_SIZE, (keep[j - 1]! + 1) * PAGE_SIZE), i * PAGE_SIZE);
+      } else {
+        try {
+          this.domain.readPage(keep[i]!, copy.subarray(i * PAGE_SIZE, j * PAGE_SIZE));
+        } catch (e) {
+          throw new SaveError("domain", `reading page ${keep[i]} failed`, { cause: e });
+        }
+      }
+      i = j;
+    }
     const chunks: Uint8Array[] = [];
     for (let b = 0; b < keep.length; b += MAX_BATCH) {
       const n = Math.min(MAX_BATCH, keep.length - b);
-      const batch = new Float64Array(n);
+      const batch = Float64Array.from(keep.slice(b, b + n));
       const pages: Uint8Array[] = new Array(n);
-      for (let i = 0; i < n; i++) {
-        const pfn = keep[b + i]!;
-        const page = copy.subarray((b + i) * PAGE_SIZE, (b + i + 1) * PAGE_SIZE);
-        try {
-          this.domain.readPage(pfn, page);
-        } catch (e) {
-          throw new SaveError("domain", `reading page ${pfn} failed`, { cause: e });
-        }
-        batch[i] = pfn;
-        pages[i] = page;
-      }
+      for (let i = 0; i < n; i++) pages[i] = copy.subarray((b + i) * PAGE_SIZE, (b + i + 1) * PAGE_SIZE);
       chunks.push(...this.emit.pageData(batch, pages));
     }
     return { chunks, pages: keep.length };

@@ -229,9 +229,16 @@ async function seeded(intercept: { hook: Interceptor | undefined }) {
 }
 
 test("a checkpoint in two parts (A, then the secondary's B): B's pages that A lacked go too, once each, and the target matches", async () => {
-  for (const borrow of [false, true]) {
+  // Pages read one by one, lent as views, copied page by page, copied in runs from one view.
+  const modes = [
+    { borrow: false, copy: false, view: false },
+    { borrow: true, copy: false, view: true },
+    { borrow: false, copy: true, view: false },
+    { borrow: false, copy: true, view: true },
+  ];
+  for (const { borrow, copy, view } of modes) {
     const { src, stream, target, dst } = await seeded({ hook: undefined });
-    if (borrow) {
+    if (view) {
       // a domain that lends views of its memory (the test double copies; the engine cannot tell)
       Object.assign(src, {
         pageView(pfn: number, count: number): Uint8Array {
@@ -251,18 +258,31 @@ test("a checkpoint in two parts (A, then the secondary's B): B's pages that A la
     for (const p of notInA) dst.writePage(p, new Uint8Array(PAGE_SIZE).fill(0xee));
     const b = [notInA[0]!, ...notInA, a[0]!, src.pageCount() + 7]; // duplicates, a page of A, one past the size
     const got = target.next();
-    stream.beginCheckpoint(2n, a, { borrow });
+    stream.beginCheckpoint(2n, a, { borrow, copy });
     assert.throws(
       () => stream.beginCheckpoint(3n, a),
       (e) => isSaveError(e, "bad-state"),
     );
-    const sent = await stream.finishCheckpoint({ more: b, fsBlocks: fs });
+    const atCheckpoint = src.memory();
+    const contextAt = await src.contextForTest();
+    let copied = false;
+    const sent = await stream.finishCheckpoint({
+      more: b,
+      fsBlocks: fs,
+      // The source may run on from here while the bytes are written: they must be copies.
+      onCopied: () => {
+        copied = true;
+        src.step(30);
+      },
+    });
+    assert.equal(copied, copy, "onCopied is called for a copied checkpoint only");
     const ev = await got;
     assert.equal(sent.pages, a.length + notInA.length);
     assert.equal(ev.kind === "checkpoint" && ev.summary.pages, a.length + notInA.length);
     await target.apply();
-    assert.deepEqual(dst.memory(), src.memory(), `borrow ${borrow}`);
-    assert.deepEqual(await dst.contextForTest(), await src.contextForTest());
+    assert.deepEqual(dst.memory(), atCheckpoint, `borrow ${borrow}, copy ${copy}, view ${view}`);
+    if (copy) assert.notDeepEqual(src.memory(), atCheckpoint, "the source ran on");
+    assert.deepEqual(await dst.contextForTest(), contextAt);
     await assert.rejects(stream.finishCheckpoint({ fsBlocks: fs }), (e) => isSaveError(e, "bad-state"));
     await src.destroy();
   }
