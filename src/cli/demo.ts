@@ -189,7 +189,7 @@ export function formatSummary(s: DemoSummary): string {
     `divergences  ${s.divergences} reported by the proxy`,
     `checkpoints  ${s.checkpoints} (the seed included), every one verified: ${s.allVerified ? "yes" : "NO"}`,
     `bytes        ${kib(s.bytes)} forward stream, ${kib(s.backChannelBytes)} back channel`,
-    `PVM pause    p50 ${s.pause.p50Ms.toFixed(2)} ms, p99 ${s.pause.p99Ms.toFixed(2)} ms, max ${s.pause.maxMs.toFixed(2)} ms (NEW sent → resumed)`,
+    `PVM pause    p50 ${s.pause.p50Ms.toFixed(2)} ms, p99 ${s.pause.p99Ms.toFixed(2)} ms, max ${s.pause.maxMs.toFixed(2)} ms (NEW sent → resumed, the --verify digest included)`,
     `SVM pause    p50 ${s.svmPause.p50Ms.toFixed(2)} ms, max ${s.svmPause.maxMs.toFixed(2)} ms`,
     "",
     table,
