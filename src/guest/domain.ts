@@ -69,6 +69,16 @@ export type FsBlockSelection =
   | { readonly kind: "all" }
   | { readonly kind: "some"; readonly blocks: readonly FsBlockRef[] };
 
+/** Hints for resume(); a domain may ignore them. */
+export interface ResumeOptions {
+  /**
+   * Block the calling thread up to this many ms, right after asking, until the guest runs again:
+   * on a busy host the guest's thread, woken on the caller's core, may otherwise wait behind the
+   * caller's next work (a primary encrypting the checkpoint it just resumed from).
+   */
+  readonly handOffMs?: number;
+}
+
 /** Hints for suspend(); a domain may ignore them (the results are the same, only slower). */
 export interface SuspendOptions {
   /**
@@ -186,7 +196,7 @@ export interface Domain {
   harvestStopped?(): Uint32Array | undefined;
 
   /** Continue a suspended (or freshly applied) guest. Only while suspended, or created after apply*(). */
-  resume(): Promise<void>;
+  resume(opts?: ResumeOptions): Promise<void>;
 
   /**
    * The guest context record body: mutable globals, tables the guest changed, and the Asyncify

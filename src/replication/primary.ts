@@ -76,6 +76,9 @@ import {
  */
 export const MAX_COPY_PAGES = 16_384;
 
+/** pvmResume "copied": how long the main thread waits for the PVM to run again, at most (ms). */
+export const RESUME_HAND_OFF_MS = 0.3;
+
 /** How long pvmEnded() waits for the SVM to end the same way before handing over (ms). */
 export const PVM_END_GRACE_MS = 1000;
 
@@ -836,7 +839,9 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
             const digest = this.settings.verify ? await this.domain.digest() : undefined;
             this.#checkAlive();
             this.proxy.checkpointCut();
-            await this.domain.resume();
+            // This thread steps off its core until the PVM runs (≤ RESUME_HAND_OFF_MS) before it
+            // encrypts and writes the checkpoint: the woken worker would otherwise queue behind it.
+            await this.domain.resume({ handOffMs: RESUME_HAND_OFF_MS });
             return digest;
           })();
           resumedEarly.catch(() => {});

@@ -13,6 +13,7 @@ import {
   type GuestEnd,
   type ModuleIdentity,
   PAGE_SIZE,
+  type ResumeOptions,
   writeBytesByPage,
 } from "../guest/domain.ts";
 import type { ConnId } from "../guest/port.ts";
@@ -85,8 +86,8 @@ export class TrackedDomain implements Domain {
   suspend(): Promise<void> {
     return this.inner.suspend();
   }
-  resume(): Promise<void> {
-    return this.inner.resume();
+  resume(opts?: ResumeOptions): Promise<void> {
+    return this.inner.resume(opts);
   }
   captureContext(): Promise<Uint8Array> {
     return this.inner.captureContext();

@@ -34,6 +34,8 @@ export const CTL_STOP = DIRTY_MAP_BYTES;
 export const CTL_SIGNAL = DIRTY_MAP_BYTES + 4;
 export const CTL_PARKED = DIRTY_MAP_BYTES + 8;
 export const CTL_FS_PENDING = DIRTY_MAP_BYTES + 12;
+/** 1 while the worker runs the guest (set, and notified, right before it starts or resumes it). */
+export const CTL_RUNNING = DIRTY_MAP_BYTES + 16;
 /** Control memory size in wasm pages (map + one page for control words). */
 export const CTL_MEMORY_PAGES = DIRTY_MAP_BYTES / WASM_PAGE + 1;
 

@@ -19,6 +19,7 @@ import {
   type ModuleIdentity,
   PAGE_SHIFT,
   PAGE_SIZE,
+  type ResumeOptions,
   type SuspendOptions,
 } from "../domain.ts";
 import type { GuestPort, PortInput, PortOutput, StdinInput } from "../port.ts";
@@ -33,6 +34,7 @@ import {
   CTL_FS_PENDING,
   CTL_MEMORY_PAGES,
   CTL_PARKED,
+  CTL_RUNNING,
   CTL_SIGNAL,
   CTL_STOP,
   PAGES_PER_WASM_PAGE,
@@ -81,6 +83,9 @@ interface Pending {
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
+
+/** The longest resume handOffMs honoured (the main thread blocks meanwhile). */
+const MAX_HAND_OFF_MS = 5;
 
 export class WasmDomain implements Domain, GuestPort {
   #state: DomainState = "created";
@@ -538,7 +543,7 @@ export class WasmDomain implements Domain, GuestPort {
   }
 
   /** The resume request is posted before resume() returns (callers may go on synchronously). */
-  async resume(): Promise<void> {
+  async resume(opts?: ResumeOptions): Promise<void> {
     this.#check("resume", "suspended", "created");
     if (this.#state === "created" && !this.#applied) {
       throw new DomainError(
@@ -550,7 +555,11 @@ export class WasmDomain implements Domain, GuestPort {
     Atomics.store(this.#ctl32, CTL_STOP >> 2, 0);
     this.#state = "running";
     this.#captured = undefined;
-    this.#resumedAt = this.#fromWorkerClock(await this.#request<number>({ op: "resume" }));
+    const reply = this.#request<number>({ op: "resume" });
+    const ms = opts?.handOffMs;
+    if (ms !== undefined && ms > 0)
+      Atomics.wait(this.#ctl32, CTL_RUNNING >> 2, 0, Math.min(ms, MAX_HAND_OFF_MS));
+    this.#resumedAt = this.#fromWorkerClock(await reply);
   }
 
   /** Wait until the guest stops running (suspended, exited or trapped). Resolves at once if not running. */

@@ -28,6 +28,7 @@ import {
   ASYNCIFY_STACK_START,
   CTL_FS_PENDING,
   CTL_PARKED,
+  CTL_RUNNING,
   CTL_SIGNAL,
   CTL_STOP,
   EXPORT_ASYNCIFY_MEMORY,
@@ -73,6 +74,7 @@ const STOP = CTL_STOP >> 2;
 const SIGNAL = CTL_SIGNAL >> 2;
 const PARKED = CTL_PARKED >> 2;
 const FS_PENDING = CTL_FS_PENDING >> 2;
+const RUNNING = CTL_RUNNING >> 2;
 const ctlBytes = new Uint8Array(init.control.buffer);
 const inputPort: MessagePort = init.input;
 
@@ -279,6 +281,7 @@ function run(rewind: boolean): void {
     exports._start();
     if (init.asyncify && exports.asyncify_get_state() === ASYNCIFY_UNWINDING) {
       exports.asyncify_stop_unwind();
+      Atomics.store(ctl32, RUNNING, 0);
       unwound = true;
       host.onSuspend();
       // The changed file blocks travel with the event: no round trip for harvestFsDirty().
@@ -314,6 +317,7 @@ function captureAtStop(fsDirty: FsBlockRef[]): UnwindCapture | undefined {
 }
 
 function finish(event: WorkerEvent): void {
+  Atomics.store(ctl32, RUNNING, 0);
   ended = true;
   unwound = false;
   host.onSuspend();
@@ -415,6 +419,8 @@ port.on("message", (msg: RequestMessage | BatchMessage) => {
     host.onResume();
     if (msg.op === "resume") pump();
     post({ t: "reply", id: msg.id, ok: true, value: Number(process.hrtime.bigint()) / 1e6 });
+    Atomics.store(ctl32, RUNNING, 1);
+    Atomics.notify(ctl32, RUNNING); // a main thread handing its core over (resume handOffMs)
     run(msg.op === "resume" && unwound);
     return;
   }
