@@ -299,7 +299,7 @@ export async function run(argv: string[]): Promise<number> {
     timeoutMs: connectTimeout,
     retryMs: 200,
     stopped: () => run.status() !== undefined,
-    protectedMessage: `protected (${s.mode}${s.mode === "colo" ? `, ${s.strategy}` : ""}${s.verify ? ", verify" : ""}) by ${formatServiceAddress(secondary)}`,
+    protectedMessage: `protected (${s.mode}${s.mode === "colo" ? `, ${s.strategy}, PVM resumed when ${s.pvmResume}` : ""}${s.verify ? ", verify" : ""}) by ${formatServiceAddress(secondary)}`,
     why: "",
     say,
   });

@@ -151,6 +151,8 @@ export interface PrimaryStatus {
   readonly role: "primary";
   readonly mode: ReplicationSettings["mode"];
   readonly strategy: ReplicationSettings["strategy"];
+  /** COLO: when the PVM resumes at a checkpoint (copied, or ready as Xen). */
+  readonly pvmResume: ReplicationSettings["pvmResume"];
   readonly verify: boolean;
   readonly state: PrimaryState;
   readonly peer: string | undefined;
@@ -295,6 +297,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       role: "primary",
       mode: this.settings.mode,
       strategy: this.settings.strategy,
+      pvmResume: this.settings.pvmResume,
       verify: this.settings.verify,
       state: this.#state,
       peer: this.#links?.peer,
