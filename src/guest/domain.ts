@@ -199,6 +199,12 @@ export interface Domain {
   resume(opts?: ResumeOptions): Promise<void>;
 
   /**
+   * Optional: performance.now() (the caller's clock) at which the guest last started or resumed
+   * running: where a pause really ends, which the caller may hear of later (a worker thread).
+   */
+  readonly resumedAt?: number | undefined;
+
+  /**
    * The guest context record body: mutable globals, tables the guest changed, and the Asyncify
    * stack. Only while suspended. Opaque to the engine; the same bytes for the same state.
    */

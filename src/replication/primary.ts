@@ -871,7 +871,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     resumed.catch(() => {});
     this.proxy.checkpointDone(Number(seq));
     await resumed;
-    const resumedAt = (this.domain as { readonly resumedAt?: number }).resumedAt ?? performance.now();
+    const resumedAt = this.domain.resumedAt ?? performance.now();
     const pauseMs = resumedAt - t0;
     steps.pvmResumed = pauseMs;
     await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seq);

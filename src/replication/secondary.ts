@@ -326,7 +326,7 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
     if (!seed) this.#sproxy!.checkpointApplied(Number(seq), summary.inputs);
     await resumed;
     // When the worker ran the replica again (WasmDomain.resumedAt), not when this thread heard.
-    mark?.("resumed", (domain.inner as { readonly resumedAt?: number }).resumedAt);
+    mark?.("resumed", domain.resumedAt);
     this.#watchEnd();
     await target.back.state(CHECKPOINT_STATE.SVM_RESUMED, seq);
     mark?.("resumedSent");
@@ -407,7 +407,7 @@ export class SecondaryController extends EventEmitter<SecondaryEvents> {
         // An SVM idle in a host call has stopped already (it unwinds as it wakes, before running
         // any code of its own): B is final now and the lists go out at once, while it unwinds
         // (the apply waits for that). Otherwise wait for the unwind, then harvest.
-        let b = stopped === undefined ? undefined : domain.inner.harvestStopped?.();
+        let b = stopped === undefined ? undefined : domain.harvestStopped();
         let fsB: FsBlockRef[] = [];
         if (b === undefined) {
           await stopped;

@@ -14,6 +14,7 @@ import {
   type ModuleIdentity,
   PAGE_SIZE,
   type ResumeOptions,
+  type SuspendOptions,
   writeBytesByPage,
 } from "../guest/domain.ts";
 import type { ConnId } from "../guest/port.ts";
@@ -80,14 +81,20 @@ export class TrackedDomain implements Domain {
   harvestDirty(): Uint32Array {
     return this.inner.harvestDirty();
   }
+  harvestStopped(): Uint32Array | undefined {
+    return this.inner.harvestStopped?.();
+  }
   start(): Promise<void> {
     return this.inner.start();
   }
-  suspend(): Promise<void> {
-    return this.inner.suspend();
+  suspend(opts?: SuspendOptions): Promise<void> {
+    return this.inner.suspend(opts);
   }
   resume(opts?: ResumeOptions): Promise<void> {
     return this.inner.resume(opts);
+  }
+  get resumedAt(): number | undefined {
+    return this.inner.resumedAt;
   }
   captureContext(): Promise<Uint8Array> {
     return this.inner.captureContext();

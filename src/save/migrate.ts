@@ -472,11 +472,9 @@ interface OpenCheckpoint {
   readonly borrow: boolean;
   /**
    * beginCheckpoint `copy`: the first part's records, built with copies of the pages and held
-   * back until the rest is copied too.
+   * back until the rest is copied too (`written` then settles at once).
    */
   readonly held: Uint8Array[] | undefined;
-  /** `copy`: the memory size the first part declared. */
-  readonly memoryPages: number;
   /** The first part's pfns (its PAGE_DATA, below `memoryPages`). */
   readonly pfns: ArrayLike<number>;
   /** Settles once the first part is written: the memory size declared and the pages sent. */
@@ -611,7 +609,7 @@ export class CheckpointedStream {
       const first = saver.copyCheckpointStart(seq, pfns);
       const { memoryPages, pages } = first;
       const written = Promise.resolve({ memoryPages, pages, at: performance.now() });
-      this.#open = { seq, t0, bytes0, borrow: false, held: first.chunks, memoryPages, pfns, written };
+      this.#open = { seq, t0, bytes0, borrow: false, held: first.chunks, pfns, written };
       return;
     }
     const borrow = opts.borrow === true && this.domain.pageView !== undefined;
@@ -621,7 +619,7 @@ export class CheckpointedStream {
       return { memoryPages, pages, at: performance.now() };
     })();
     written.catch(() => {});
-    this.#open = { seq, t0, bytes0, borrow, held: undefined, memoryPages: -1, pfns, written };
+    this.#open = { seq, t0, bytes0, borrow, held: undefined, pfns, written };
   }
 
   /**
@@ -698,13 +696,13 @@ export class CheckpointedStream {
   ): Promise<CheckpointSendReport> {
     const saver = this.#saver;
     const emit = saver.emit;
-    const late = saver.copyPages(lateOnly(req.more, open.pfns, open.memoryPages));
+    const { pages, memoryPages, at } = await open.written; // settled: the part was built
+    const late = saver.copyPages(lateOnly(req.more, open.pfns, memoryPages));
     const [ctx, hs] = await Promise.all([context, hostState]);
     const captured = performance.now();
     const chunks = [...held, ...late.chunks, ...emit.guestContext(ctx, true), ...emit.hostState(hs, true)];
     // Every byte is in buffers of its own: the domain may run while they are written.
     req.onCopied?.();
-    const { pages, memoryPages, at } = await open.written;
     await saver.writeRaw(chunks, "CHECKPOINT_INFO … CHECKPOINT_END");
     this.#lastSeq = open.seq;
     const end = performance.now();
@@ -910,8 +908,10 @@ export class CheckpointedTarget {
     }
   }
 
-  /** Apply the complete checkpoint (domain suspended or not yet started). */
-  /** The buffered checkpoint, whole (CheckpointReceiver.apply; `beforeWrite` as there). */
+  /**
+   * Apply the complete checkpoint, whole (domain suspended or not yet started;
+   * CheckpointReceiver.apply, `beforeWrite` as there).
+   */
   apply(beforeWrite?: () => void): Promise<CheckpointSummary> {
     return this.receiver.apply(beforeWrite);
   }
