@@ -13,8 +13,9 @@ import { join } from "node:path";
 import binaryen from "binaryen";
 import { PAGE_SIZE } from "../src/guest/domain.ts";
 import { CTL_MEMORY_PAGES, CTL_STOP } from "../src/guest/wasm/layout.ts";
+import { harvestMap } from "../src/guest/wasm/state-tools.ts";
 import type { TransformOptions } from "../src/guest/wasm/transform.ts";
-import { harvestMap, WasmDomain } from "../src/guest/wasm/wasm-domain.ts";
+import { WasmDomain } from "../src/guest/wasm/wasm-domain.ts";
 
 const LONG = process.env.COLO_BENCH_LONG === "1";
 const cacheDir = mkdtempSync(join(tmpdir(), "colo-bench-"));

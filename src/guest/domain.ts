@@ -91,6 +91,48 @@ export interface SuspendOptions {
   readonly capture?: boolean | "all";
 }
 
+/** Options of Domain.snapshot(). */
+export interface SnapshotOptions {
+  /**
+   * Copy at most this many dirty pages: with more, the domain stops as suspend({ capture: true })
+   * would (it stays suspended, nothing is harvested) and snapshot() answers `{ kind: "stopped" }`.
+   */
+  readonly maxPages: number;
+  /** Also compute digest() of the state at the snapshot (costly: the whole memory and every file). */
+  readonly digest?: boolean;
+  /**
+   * Called synchronously the moment the caller's thread learns of the snapshot, before it learns
+   * of any output the guest produced after it (a proxy marks its cut there).
+   */
+  readonly onTaken?: () => void;
+}
+
+/**
+ * One instant of a running guest, taken by the guest's own thread in one step with no round
+ * trip: its dirty pages (harvested, so the dirty log restarts there) with copies of them, the
+ * guest context, the host state with the file blocks changed since the last harvest (also
+ * harvested). The guest runs on right after.
+ */
+export interface DomainSnapshot {
+  readonly kind: "snapshot";
+  /** The harvested dirty pages, ascending. */
+  readonly pfns: Uint32Array;
+  /** Their contents at the snapshot, page i of `pfns` at byte i × PAGE_SIZE. */
+  readonly pages: Uint8Array;
+  /** The memory size at the snapshot, in pages. */
+  readonly memoryPages: number;
+  /** The file blocks changed since the last harvest (harvested), carried by `hostState`. */
+  readonly fsBlocks: readonly FsBlockRef[];
+  readonly context: Uint8Array;
+  readonly hostState: Uint8Array;
+  /** digest() of the state at the snapshot, when asked. */
+  readonly digest: Uint8Array | undefined;
+  /** performance.now() (the caller's clock) when the guest ran on: the end of its pause. */
+  readonly resumedAt: number;
+  /** How long the guest was stopped, by its own thread's clock (ms). */
+  readonly stoppedMs: number;
+}
+
 /**
  * `Domain.writeBytes` for a domain that only writes whole pages: read each page the bytes touch,
  * patch it, write it back.
@@ -194,6 +236,15 @@ export interface Domain {
    * reports no changed blocks. Otherwise undefined (wait for suspend()).
    */
   harvestStopped?(): Uint32Array | undefined;
+
+  /**
+   * Optional: take a DomainSnapshot at the guest's next safe point and let it run on. Only while
+   * running; the state stays running throughout. When the guest has more than `maxPages` dirty
+   * pages it is suspended instead (`{ kind: "stopped" }`, as suspend({ capture: true }) leaves
+   * it). Rejects, leaving the domain as it is, if the guest ends first; suspend() asked while a
+   * snapshot is pending takes effect after it.
+   */
+  snapshot?(opts: SnapshotOptions): Promise<DomainSnapshot | { readonly kind: "stopped" }>;
 
   /** Continue a suspended (or freshly applied) guest. Only while suspended, or created after apply*(). */
   resume(opts?: ResumeOptions): Promise<void>;

@@ -10,8 +10,8 @@ import binaryen from "binaryen";
 import fc from "fast-check";
 import { PAGE_SIZE } from "../../src/guest/domain.ts";
 import { CTL_MEMORY_PAGES, CTL_STOP } from "../../src/guest/wasm/layout.ts";
+import { harvestMap } from "../../src/guest/wasm/state-tools.ts";
 import { transform } from "../../src/guest/wasm/transform.ts";
-import { harvestMap } from "../../src/guest/wasm/wasm-domain.ts";
 
 type Op =
   | {

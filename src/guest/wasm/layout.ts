@@ -10,7 +10,9 @@
  *                              before Atomics.wait, cleared when it wakes); the main thread
  *                              turns 1 into 2 to claim a stop that took effect there
  *   CTL_FS_PENDING (i32)       1 while the worker holds changed file blocks not yet reported
- *                              (neither word is used by emitted code)
+ *   CTL_RUNNING (i32)          1 while the worker runs the guest
+ *   CTL_SNAP_MAX (i32)         the most pages a snapshot copies
+ *                              (none of these words is used by emitted code)
  * The Asyncify memory (exported "colo_asyncify_memory", per instance, not shared):
  *   [0, 8)                     Asyncify data struct: current stack pointer, stack end (u32 LE)
  *   [8, end)                   the Asyncify stack
@@ -36,6 +38,8 @@ export const CTL_PARKED = DIRTY_MAP_BYTES + 8;
 export const CTL_FS_PENDING = DIRTY_MAP_BYTES + 12;
 /** 1 while the worker runs the guest (set, and notified, right before it starts or resumes it). */
 export const CTL_RUNNING = DIRTY_MAP_BYTES + 16;
+/** The most dirty pages a snapshot copies (Domain.snapshot maxPages; read by the worker only). */
+export const CTL_SNAP_MAX = DIRTY_MAP_BYTES + 20;
 /** Control memory size in wasm pages (map + one page for control words). */
 export const CTL_MEMORY_PAGES = DIRTY_MAP_BYTES / WASM_PAGE + 1;
 

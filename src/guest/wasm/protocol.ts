@@ -56,6 +56,26 @@ export interface BatchMessage {
 export const STOP_PLAIN = 1;
 export const STOP_CAPTURE = 2;
 export const STOP_CAPTURE_ALL = 3;
+/**
+ * Take a snapshot and run on (Domain.snapshot): at most CTL_SNAP_MAX dirty pages, else a stop
+ * as STOP_CAPTURE; STOP_SNAPSHOT_DIGEST also digests the state.
+ */
+export const STOP_SNAPSHOT = 4;
+export const STOP_SNAPSHOT_DIGEST = 5;
+
+/** What the worker took at a snapshot (Domain.snapshot; the pages buffer is transferred). */
+export interface WorkerSnapshot {
+  readonly pfns: Uint32Array;
+  readonly pages: Uint8Array;
+  readonly memoryPages: number;
+  readonly fsBlocks: FsBlockRef[];
+  readonly context: Uint8Array;
+  readonly hostState: Uint8Array;
+  readonly digest: Uint8Array | undefined;
+  /** The worker's monotonic clock (ms) when the guest stopped, and when it ran on. */
+  readonly stoppedAt: number;
+  readonly resumedAt: number;
+}
 
 /** The guest context and the host state (with the stop's changed file blocks) taken as it unwound. */
 export interface UnwindCapture {
@@ -89,6 +109,8 @@ export type WorkerEvent =
    * `captured`: when the stop asked for it (STOP_CAPTURE) and capturing succeeded.
    */
   | { readonly t: "suspended"; readonly fsDirty: FsBlockRef[]; readonly captured?: UnwindCapture }
+  /** A snapshot was taken (STOP_SNAPSHOT*) and the guest runs on. */
+  | { readonly t: "snapshot"; readonly snap: WorkerSnapshot }
   | { readonly t: "replies"; readonly replies: readonly Reply[] }
   | { readonly t: "exited"; readonly code: number }
   | { readonly t: "trapped"; readonly message: string }

@@ -7,11 +7,11 @@
  * guest runs or not. Everything else (context, host state) is a request to the worker, which the
  * worker serves only while the guest is unwound.
  */
-import { createHash } from "node:crypto";
 import { MessageChannel, Worker } from "node:worker_threads";
 import {
   type Domain,
   DomainError,
+  type DomainSnapshot,
   type DomainState,
   type FsBlockRef,
   type FsBlockSelection,
@@ -20,6 +20,7 @@ import {
   PAGE_SHIFT,
   PAGE_SIZE,
   type ResumeOptions,
+  type SnapshotOptions,
   type SuspendOptions,
 } from "../domain.ts";
 import type { GuestPort, PortInput, PortOutput, StdinInput } from "../port.ts";
@@ -36,6 +37,7 @@ import {
   CTL_PARKED,
   CTL_RUNNING,
   CTL_SIGNAL,
+  CTL_SNAP_MAX,
   CTL_STOP,
   PAGES_PER_WASM_PAGE,
   WASM_PAGE,
@@ -50,10 +52,13 @@ import {
   STOP_CAPTURE,
   STOP_CAPTURE_ALL,
   STOP_PLAIN,
+  STOP_SNAPSHOT,
+  STOP_SNAPSHOT_DIGEST,
   type UnwindCapture,
   type WorkerEvent,
   type WorkerInit,
 } from "./protocol.ts";
+import { harvestMap, stateDigest } from "./state-tools.ts";
 import type { Instrumented, TransformOptions } from "./transform.ts";
 
 export interface WasmDomainOptions {
@@ -108,6 +113,15 @@ export class WasmDomain implements Domain, GuestPort {
   readonly #queued = new Map<number, QueueEstimate>();
   /** Waiters for the guest to stop running (suspended, exited or trapped). */
   #stopWaiters: (() => void)[] = [];
+  /** The snapshot asked for and not yet taken (snapshot()). */
+  #snap:
+    | {
+        readonly opts: SnapshotOptions;
+        readonly resolve: (s: DomainSnapshot | { readonly kind: "stopped" }) => void;
+        readonly reject: (e: Error) => void;
+        readonly done: Promise<unknown>;
+      }
+    | undefined;
   #failure: Error | undefined;
   /**
    * Changed file blocks the worker harvested when the guest unwound (sent with "suspended") and
@@ -251,12 +265,40 @@ export class WasmDomain implements Domain, GuestPort {
       case "replies":
         for (const r of e.replies) this.#settle(r);
         return;
-      case "suspended":
+      case "suspended": {
         this.#captured = e.captured === undefined ? undefined : { ...e.captured, blocks: e.fsDirty };
         this.#fsDirty = mergeBlocks(this.#fsDirty, e.fsDirty);
         if (this.#state === "running") this.#state = "suspended";
+        // A snapshot that became a stop (too many pages): the domain is suspended.
+        const snap = this.#snap;
+        this.#snap = undefined;
+        snap?.resolve({ kind: "stopped" });
         this.#wakeStopWaiters();
         return;
+      }
+      case "snapshot": {
+        const snap = this.#snap;
+        this.#snap = undefined;
+        if (snap === undefined) return;
+        // Before any output the guest produced after it reaches the listeners (next events).
+        snap.opts.onTaken?.();
+        const w = e.snap;
+        const resumedAt = this.#fromWorkerClock(w.resumedAt);
+        this.#resumedAt = resumedAt;
+        snap.resolve({
+          kind: "snapshot",
+          pfns: w.pfns,
+          pages: w.pages,
+          memoryPages: w.memoryPages,
+          fsBlocks: w.fsBlocks,
+          context: w.context,
+          hostState: w.hostState,
+          digest: w.digest,
+          resumedAt,
+          stoppedMs: w.resumedAt - w.stoppedAt,
+        });
+        return;
+      }
       case "exited":
         this.#ended({ kind: "exit", code: e.code }, "exited");
         return;
@@ -291,7 +333,14 @@ export class WasmDomain implements Domain, GuestPort {
     if (this.#state === "destroyed") return;
     this.#end = end;
     this.#state = state;
+    this.#failSnapshot(new DomainError("bad-state", `the guest ${state} before the snapshot`, state));
     this.#wakeStopWaiters();
+  }
+
+  #failSnapshot(e: Error): void {
+    const snap = this.#snap;
+    this.#snap = undefined;
+    snap?.reject(e);
   }
 
   #wakeStopWaiters(): void {
@@ -308,6 +357,7 @@ export class WasmDomain implements Domain, GuestPort {
     this.#readyWaiter = undefined;
     for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();
+    this.#failSnapshot(err);
     if (this.#state === "running" || this.#state === "created" || this.#state === "suspended") {
       this.#ended({ kind: "trap", message: e.message }, "trapped");
     }
@@ -484,7 +534,8 @@ export class WasmDomain implements Domain, GuestPort {
    * until resume() (the unwind reports no changed blocks). Otherwise undefined: wait for suspend().
    */
   harvestStopped(): Uint32Array | undefined {
-    if (this.#state !== "running" || Atomics.load(this.#ctl32, CTL_STOP >> 2) === 0) return undefined;
+    if (this.#state !== "running" || this.#snap !== undefined) return undefined;
+    if (Atomics.load(this.#ctl32, CTL_STOP >> 2) === 0) return undefined;
     if (Atomics.compareExchange(this.#ctl32, CTL_PARKED >> 2, 1, 2) !== 1) return undefined;
     if (Atomics.load(this.#ctl32, CTL_FS_PENDING >> 2) !== 0) return undefined;
     return this.harvestDirty();
@@ -519,6 +570,10 @@ export class WasmDomain implements Domain, GuestPort {
     } catch (e) {
       return Promise.reject(e);
     }
+    // A snapshot in flight is taken first; the stop follows it.
+    const pending = this.#snap;
+    if (pending !== undefined)
+      return pending.done.then(() => (this.#state === "running" ? this.suspend(opts) : this.whenStopped()));
     const stopped = new Promise<void>((resolve) => this.#stopWaiters.push(resolve));
     this.#captured = undefined;
     const how =
@@ -526,6 +581,41 @@ export class WasmDomain implements Domain, GuestPort {
     Atomics.store(this.#ctl32, CTL_STOP >> 2, how);
     this.#signal();
     return stopped;
+  }
+
+  /**
+   * The guest's worker takes the snapshot as the guest unwinds at its next safe point, posts it
+   * and rewinds at once: the guest's pause is the worker's own work (copying the dirty pages,
+   * capturing), with no wake-up of this thread in it. See Domain.snapshot.
+   */
+  snapshot(opts: SnapshotOptions): Promise<DomainSnapshot | { readonly kind: "stopped" }> {
+    try {
+      this.#check("snapshot", "running");
+      if (!this.#instrumented.options.asyncify)
+        throw new DomainError("unsupported", "snapshot needs the Asyncify transform", this.#state);
+      if (this.#snap !== undefined || Atomics.load(this.#ctl32, CTL_STOP >> 2) !== 0)
+        throw new DomainError("bad-state", "a stop or a snapshot is already asked for", this.#state);
+      if (!Number.isInteger(opts.maxPages) || opts.maxPages < 0)
+        throw new RangeError(`maxPages must be a non-negative integer, got ${opts.maxPages}`);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    let resolve!: (s: DomainSnapshot | { readonly kind: "stopped" }) => void;
+    let reject!: (e: Error) => void;
+    const taken = new Promise<DomainSnapshot | { readonly kind: "stopped" }>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const done = taken.then(
+      () => {},
+      () => {},
+    );
+    this.#snap = { opts, resolve, reject, done };
+    this.#captured = undefined;
+    Atomics.store(this.#ctl32, CTL_SNAP_MAX >> 2, Math.min(opts.maxPages, 0x7fffffff));
+    Atomics.store(this.#ctl32, CTL_STOP >> 2, opts.digest === true ? STOP_SNAPSHOT_DIGEST : STOP_SNAPSHOT);
+    this.#signal();
+    return taken;
   }
 
   /**
@@ -663,24 +753,7 @@ export class WasmDomain implements Domain, GuestPort {
           this.#request<Uint8Array>({ op: "captureContext" }, true),
           this.#request<Uint8Array>({ op: "captureHost", fs: { kind: "all" } }, true),
         ]);
-    const h = createHash("sha256");
-    const head = new DataView(new ArrayBuffer(24));
-    const mem = this.#refreshView();
-    head.setUint32(0, 0x47494443, true); // "CDIG"
-    head.setUint32(4, 1, true);
-    head.setBigUint64(8, BigInt(mem.byteLength), true);
-    head.setUint32(16, ctx.length, true);
-    head.setUint32(20, hostState.length, true);
-    h.update(new Uint8Array(head.buffer));
-    const chunk = new Uint8Array(1 << 20);
-    for (let off = 0; off < mem.byteLength; off += chunk.length) {
-      const n = Math.min(chunk.length, mem.byteLength - off);
-      chunk.set(mem.subarray(off, off + n));
-      h.update(chunk.subarray(0, n));
-    }
-    h.update(ctx);
-    h.update(hostState);
-    return new Uint8Array(h.digest());
+    return stateDigest(this.#refreshView(), ctx, hostState);
   }
 
   async destroy(): Promise<void> {
@@ -689,6 +762,7 @@ export class WasmDomain implements Domain, GuestPort {
     const err = new DomainError("destroyed", "domain destroyed", "destroyed");
     for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();
+    this.#failSnapshot(err);
     this.#wakeStopWaiters();
     this.#input.port1.close();
     await this.#worker.terminate();
@@ -757,34 +831,4 @@ function deserialize(e: SerializedError): Error {
   err.name = e.name;
   if (e.code !== undefined) (err as Error & { code: string }).code = e.code;
   return err;
-}
-
-/**
- * Harvest-and-clear the dirty map for pages [0, pages): scan 8 bytes at a time (a Float64 view:
- * marks are 0 or 1 bytes, so a marked word is never ±0), then read-and-clear each marked 4-byte
- * word with Atomics.exchange, so a mark landing during the harvest is either returned now or
- * kept for the next harvest. Returns ascending pfns.
- */
-export function harvestMap(map64: Float64Array, ctl32: Int32Array, pages: number): Uint32Array {
-  let out = new Uint32Array(256);
-  let n = 0;
-  const words = Math.ceil(pages / 8);
-  for (let i = 0; i < words; i++) {
-    if (map64[i] === 0) continue;
-    for (let half = 0; half < 2; half++) {
-      const w = i * 2 + half;
-      if (ctl32[w] === 0) continue;
-      const old = Atomics.exchange(ctl32, w, 0);
-      for (let b = 0; b < 4; b++) {
-        if (((old >>> (b * 8)) & 0xff) === 0) continue;
-        if (n === out.length) {
-          const bigger = new Uint32Array(out.length * 2);
-          bigger.set(out);
-          out = bigger;
-        }
-        out[n++] = w * 4 + b;
-      }
-    }
-  }
-  return out.slice(0, n);
 }

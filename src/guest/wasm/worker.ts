@@ -30,7 +30,9 @@ import {
   CTL_PARKED,
   CTL_RUNNING,
   CTL_SIGNAL,
+  CTL_SNAP_MAX,
   CTL_STOP,
+  DIRTY_MAP_BYTES,
   EXPORT_ASYNCIFY_MEMORY,
   EXPORT_GLOBAL_PREFIX,
   IMPORT_CONTROL,
@@ -49,10 +51,14 @@ import {
   STDIN_QUEUE,
   STOP_CAPTURE,
   STOP_CAPTURE_ALL,
+  STOP_PLAIN,
+  STOP_SNAPSHOT,
+  STOP_SNAPSHOT_DIGEST,
   type UnwindCapture,
   type WorkerEvent,
   type WorkerInit,
 } from "./protocol.ts";
+import { countMap, harvestMap, stateDigest } from "./state-tools.ts";
 
 const ENOSYS = 52;
 const ASYNCIFY_UNWINDING = 1;
@@ -75,7 +81,9 @@ const SIGNAL = CTL_SIGNAL >> 2;
 const PARKED = CTL_PARKED >> 2;
 const FS_PENDING = CTL_FS_PENDING >> 2;
 const RUNNING = CTL_RUNNING >> 2;
+const SNAP_MAX = CTL_SNAP_MAX >> 2;
 const ctlBytes = new Uint8Array(init.control.buffer);
+const map64 = new Float64Array(init.control.buffer, 0, DIRTY_MAP_BYTES / 8);
 const inputPort: MessagePort = init.input;
 
 let memory = init.memory;
@@ -271,30 +279,98 @@ function applyContext(body: Uint8Array): void {
   unwound = c.stack.length > 0;
 }
 
-/** Run the guest until it ends or unwinds. Reports the outcome as an event. */
+/** Run the guest until it ends or unwinds (a snapshot rewinds at once). Reports the outcome as an event. */
 function run(rewind: boolean): void {
   try {
-    if (rewind) {
-      rewinding = true;
-      exports.asyncify_start_rewind(ASYNCIFY_DATA_PTR);
-    }
-    exports._start();
-    if (init.asyncify && exports.asyncify_get_state() === ASYNCIFY_UNWINDING) {
-      exports.asyncify_stop_unwind();
-      Atomics.store(ctl32, RUNNING, 0);
-      unwound = true;
-      host.onSuspend();
-      // The changed file blocks travel with the event: no round trip for harvestFsDirty().
-      const fsDirty = takeFsDirty();
-      post({ t: "suspended", fsDirty, captured: captureAtStop(fsDirty) });
+    for (;;) {
+      if (rewind) {
+        rewinding = true;
+        exports.asyncify_start_rewind(ASYNCIFY_DATA_PTR);
+      }
+      exports._start();
+      if (init.asyncify && exports.asyncify_get_state() === ASYNCIFY_UNWINDING) {
+        exports.asyncify_stop_unwind();
+        unwound = true;
+        if (takeSnapshot()) {
+          rewind = true;
+          continue;
+        }
+        Atomics.store(ctl32, RUNNING, 0);
+        host.onSuspend();
+        // The changed file blocks travel with the event: no round trip for harvestFsDirty().
+        const fsDirty = takeFsDirty();
+        post({ t: "suspended", fsDirty, captured: captureAtStop(fsDirty) });
+        return;
+      }
+      finish({ t: "exited", code: 0 });
       return;
     }
-    finish({ t: "exited", code: 0 });
   } catch (e) {
     rewinding = false;
     if (e instanceof ProcExit) finish({ t: "exited", code: e.code });
     else finish({ t: "trapped", message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
   }
+}
+
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/**
+ * A stop for a snapshot (CTL_STOP = STOP_SNAPSHOT*), the guest just unwound: take its changed
+ * file blocks, the context and the host state with those blocks (input already posted delivered
+ * first, as a capture does), the digest if asked, then harvest the dirty map and copy the pages
+ * it names, post it all (the copy transferred) and return true: the caller rewinds the guest at
+ * once, with no word from the main thread, and its output from then on follows the "snapshot"
+ * event on the same port. More dirty pages than CTL_SNAP_MAX, or a capture that fails: the stop
+ * becomes an ordinary one (STOP_CAPTURE, or STOP_PLAIN after a failure, with the blocks kept) and
+ * false is returned, nothing harvested.
+ */
+function takeSnapshot(): boolean {
+  const how = Atomics.load(ctl32, STOP);
+  if (how !== STOP_SNAPSHOT && how !== STOP_SNAPSHOT_DIGEST) return false;
+  const stoppedAt = nowMs();
+  const mem = new Uint8Array(memory.buffer);
+  const memoryPages = mem.byteLength >>> 12;
+  if (countMap(map64, ctlBytes, memoryPages) > Atomics.load(ctl32, SNAP_MAX)) {
+    Atomics.store(ctl32, STOP, STOP_CAPTURE);
+    return false;
+  }
+  host.onSuspend();
+  const fsBlocks = takeFsDirty();
+  let context: Uint8Array;
+  let hostState: Uint8Array;
+  let digest: Uint8Array | undefined;
+  try {
+    pump();
+    context = captureContext();
+    hostState = host.captureState({ kind: "some", blocks: fsBlocks });
+    if (how === STOP_SNAPSHOT_DIGEST) digest = stateDigest(mem, context, host.captureState({ kind: "all" }));
+  } catch {
+    if (fsBlocks.length > 0) {
+      pendingFs = unionBlocks(pendingFs, fsBlocks);
+      Atomics.store(ctl32, FS_PENDING, 1);
+    }
+    Atomics.store(ctl32, STOP, STOP_PLAIN);
+    return false;
+  }
+  const pfns = harvestMap(map64, ctl32, memoryPages);
+  const pages = new Uint8Array(pfns.length * 4096);
+  for (let i = 0; i < pfns.length; ) {
+    let j = i + 1;
+    while (j < pfns.length && pfns[j] === pfns[j - 1]! + 1) j++;
+    pages.set(mem.subarray(pfns[i]! * 4096, (pfns[j - 1]! + 1) * 4096), i * 4096);
+    i = j;
+  }
+  Atomics.store(ctl32, STOP, 0);
+  host.onResume();
+  const resumedAt = nowMs();
+  port.postMessage(
+    {
+      t: "snapshot",
+      snap: { pfns, pages, memoryPages, fsBlocks, context, hostState, digest, stoppedAt, resumedAt },
+    } satisfies WorkerEvent,
+    [pages.buffer],
+  );
+  return true;
 }
 
 /**
