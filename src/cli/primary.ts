@@ -57,7 +57,7 @@ import { levelLog, runEnd, startMetrics, startNamedControl } from "./replica-run
 import { formatServiceAddress, parseServiceAddress } from "./service.ts";
 
 export const USAGE = `usage: colo primary GUEST.wasm --service HOST:PORT --secondary HOST:PORT [--mode colo|remus]
-                [--strategy back-channel|cache|full] [--pvm-resume copied|ready]
+                [--strategy back-channel|cache|full] [--pvm-resume snapshot|copied|ready]
                 [--min-interval-ms N] [--max-interval-ms N] [--epoch-ms N] [--verify] [--psk-file F] [--name NAME] [--metrics HOST:PORT]
                 [--heartbeat-ms N] [--heartbeat-timeout-ms N] [--fence-cmd CMD | --fence-module F]
                 [--fence-timeout-ms N] [-- ARGS…]
@@ -74,9 +74,11 @@ options:
                           primary runs, outputs held until the checkpoint covering them is acked
   --strategy S            colo: back-channel (default: S sends its dirty pages B, P sends A ∪ B),
                           cache (S keeps the last checkpoint's memory, P sends A), full (all pages)
-  --pvm-resume WHEN       colo: when the PVM runs again at a checkpoint: copied (default: once the
-                          checkpoint is copied out of its memory; its output waits for SVM_READY)
-                          or ready (at SVM_READY, when the secondary has applied it, as Xen does)
+  --pvm-resume WHEN       colo: when the PVM runs again at a checkpoint: snapshot (default: at once,
+                          its own thread copies A as it stops; stopped again if S's list names
+                          pages A lacks), copied (once A ∪ B is copied out of its memory), or ready
+                          (at SVM_READY, when the secondary has applied it, as Xen does); with
+                          snapshot and copied its output waits for SVM_READY
   --min-interval-ms N     never checkpoint sooner than N ms after the last one (default 2)
   --max-interval-ms N     checkpoint at least every N ms (colo; default 2000)
   --epoch-ms N            remus: one checkpoint every N ms (default 100)
@@ -150,7 +152,7 @@ export async function run(argv: string[]): Promise<number> {
     const strategy = (values.strategy ?? "back-channel") as string;
     if (!STRATEGIES.includes(strategy as ReplicationSettings["strategy"]))
       throw new Error(`--strategy ${strategy}: ${STRATEGIES.join(", ")}`);
-    const pvmResume = (values["pvm-resume"] ?? "copied") as string;
+    const pvmResume = (values["pvm-resume"] ?? "snapshot") as string;
     if (!PVM_RESUMES.includes(pvmResume as PvmResume))
       throw new Error(`--pvm-resume ${pvmResume}: ${PVM_RESUMES.join(" or ")}`);
     s = settings({
@@ -299,7 +301,7 @@ export async function run(argv: string[]): Promise<number> {
     timeoutMs: connectTimeout,
     retryMs: 200,
     stopped: () => run.status() !== undefined,
-    protectedMessage: `protected (${s.mode}${s.mode === "colo" ? `, ${s.strategy}, PVM resumed when ${s.pvmResume}` : ""}${s.verify ? ", verify" : ""}) by ${formatServiceAddress(secondary)}`,
+    protectedMessage: `protected (${s.mode}${s.mode === "colo" ? `, ${s.strategy}, PVM resume: ${s.pvmResume}` : ""}${s.verify ? ", verify" : ""}) by ${formatServiceAddress(secondary)}`,
     why: "",
     say,
   });

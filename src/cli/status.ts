@@ -22,7 +22,7 @@ export function formatStatus(s: Record<string, unknown>): string {
   const last = (s.last ?? undefined) as Record<string, unknown> | undefined;
   const lines = [
     `${s.name} (${s.role})`,
-    `  mode        ${s.mode ?? "-"}${s.strategy !== undefined && s.mode === "colo" ? ` / ${s.strategy}` : ""}${s.pvmResume !== undefined && s.mode === "colo" ? ` / PVM resumed when ${s.pvmResume}` : ""}${s.verify === true ? " / verify" : ""}`,
+    `  mode        ${s.mode ?? "-"}${s.strategy !== undefined && s.mode === "colo" ? ` / ${s.strategy}` : ""}${s.pvmResume !== undefined && s.mode === "colo" ? ` / PVM resume: ${s.pvmResume}` : ""}${s.verify === true ? " / verify" : ""}`,
     `  state       ${s.state}`,
     `  peer        ${s.peer ?? "-"}`,
     `  service     ${s.service ?? "-"}`,

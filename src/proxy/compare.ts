@@ -371,6 +371,29 @@ export class StreamCompare {
   }
 
   /**
+   * Colo, right after resync(): PVM output a checkpoint covers although the SVM never produced it
+   * (the checkpoint was taken at a later stop of the PVM): released at once, and both replicas'
+   * offsets move past it (the SVM's state is the PVM's from the checkpoint on).
+   */
+  cover(bytes: Uint8Array): Uint8Array[] {
+    if (this.heldBytes > 0 || this.#diverged !== undefined)
+      throw new ProxyError("bad-state", "cover() needs a stream just resynchronised");
+    this.#pvmEnd += bytes.byteLength;
+    this.#svmEnd = this.#released = this.#pvmEnd;
+    return bytes.byteLength === 0 ? NONE : [bytes];
+  }
+
+  /** Colo, after cover(): a shutdown or close of the PVM that the checkpoint covers (both replicas made it). */
+  coverMarker(kind: "shutdown" | "close"): void {
+    this.#pvmShut ??= this.#pvmEnd;
+    this.#svmShut ??= this.#pvmShut;
+    if (kind === "close") {
+      this.#pvmClose ??= this.#pvmEnd;
+      this.#svmClose ??= this.#pvmClose;
+    }
+  }
+
+  /**
    * Pass mode only: the replica's output offset is `offset` (a proxy plugged into a running
    * guest learns its offsets from its output). Nothing is held in pass mode, so nothing is lost.
    */

@@ -185,7 +185,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
    * ahead of the checkpoint's end, and what it produces waits here, in order, to be compared
    * after the resync (see checkpointCut).
    */
-  #cut: { later: PvmLater[]; bytes: number } | undefined;
+  #cut: { later: PvmLater[]; covered: PvmLater[]; bytes: number } | undefined;
   #nextId: number;
   readonly #conns = new Map<ConnId, Conn>();
   readonly #stdout: Stdio;
@@ -335,13 +335,14 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       for (const t of this.#targets()) marks.set(t, t.cmp.snapshot());
       this.#unacked.push({ seq, marks });
     }
-    const later = this.#takeCut();
+    const { later, covered } = this.#takeCut();
     this.#seq = seq;
     if (this.#mode === "colo") {
       for (const t of this.#targets()) {
         this.#clearTimer(t);
         this.#measured(t, () => ({ released: t.cmp.resync(), mismatch: undefined }));
       }
+      for (const e of covered) this.#cover(e);
       this.#ended.svm = this.#ended.pvm;
       this.#clearEndTimer();
       this.#endReported = false;
@@ -378,14 +379,62 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
         "checkpointCut() outside a checkpoint (call pauseForCheckpoint first)",
       );
     }
-    this.#cut ??= { later: [], bytes: 0 };
+    this.#cut ??= { later: [], covered: [], bytes: 0 };
   }
 
-  #takeCut(): PvmLater[] {
-    const later = this.#cut?.later ?? [];
-    if (this.#cut !== undefined) this.#heldTotal -= this.#cut.bytes;
+  /**
+   * colo: the checkpoint is being taken again at a later stop of the PVM (its first instant
+   * lacked pages the secondary needs), so what the PVM produced since checkpointCut() belongs
+   * before it now: checkpointDone() releases it like the output held before the cut, unmatched
+   * by the SVM (which takes the PVM's state), and compares afresh past it. Call with the PVM
+   * stopped again, then checkpointCut() again before it resumes. A PVM that ended after the cut
+   * cannot be stopped again: refused.
+   */
+  checkpointCover(): void {
+    this.#assertOpen();
+    if (this.#mode !== "colo") return;
+    const cut = this.#cut;
+    if (cut === undefined) throw new ProxyError("bad-state", "checkpointCover() without checkpointCut()");
+    if (cut.later.some((e) => e.kind === "end"))
+      throw new ProxyError("bad-state", "the PVM ended after the cut: no later stop can cover it");
+    cut.covered.push(...cut.later);
+    cut.later = [];
+  }
+
+  #takeCut(): { later: PvmLater[]; covered: PvmLater[] } {
+    const cut = this.#cut;
+    if (cut === undefined) return { later: [], covered: [] };
+    this.#heldTotal -= cut.bytes;
     this.#cut = undefined;
-    return later;
+    return { later: cut.later, covered: cut.covered };
+  }
+
+  /** One PVM event a checkpoint covers (checkpointCover), right after the resync. */
+  #cover(e: PvmLater): void {
+    if (this.#state === "closed" || e.kind === "end") return;
+    if (e.kind === "data") {
+      const t = this.#targetOf(e.stream);
+      if (t === undefined) return;
+      if (e.offset !== t.cmp.pvmEnd) {
+        this.#protocolError(
+          `PVM output offset ${e.offset} on ${streamText(e.stream)}, expected ${t.cmp.pvmEnd}`,
+          {
+            stream: streamText(e.stream),
+            offset: e.offset,
+            expected: t.cmp.pvmEnd,
+          },
+        );
+        return;
+      }
+      this.#measured(t, () => ({ released: t.cmp.cover(e.bytes), mismatch: undefined }));
+      return;
+    }
+    const conn = this.#conns.get(e.conn);
+    if (conn === undefined) return;
+    this.#measured(conn, () => {
+      conn.cmp.coverMarker(e.kind);
+      return { released: [], mismatch: undefined };
+    });
   }
 
   #replayLater(later: readonly PvmLater[]): void {
@@ -422,7 +471,8 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       throw new ProxyError("invalid-argument", "colo mode needs a mirror link");
     }
     if (link !== undefined) this.#attachLink(link);
-    const later = this.#takeCut();
+    const cut = this.#takeCut();
+    const later = [...cut.covered, ...cut.later];
     this.#mode = mode;
     const cm = compareModeOf(mode);
     for (const t of this.#targets()) {

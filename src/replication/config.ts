@@ -33,13 +33,18 @@ export const STRATEGIES: readonly Strategy[] = ["back-channel", "cache", "full"]
 
 /**
  * When the PVM runs again at a COLO checkpoint:
- * - copied: as soon as every byte of the checkpoint is copied out of its memory (its pages, the
- *   guest context and the host state), while the bytes are still being written; its output waits
- *   in the proxy until SVM_READY and is then compared with the SVM's like any other;
+ * - snapshot: at once: the guest's own thread copies its dirty pages A, context and host state as
+ *   it stops and runs on (Domain.snapshot), before the secondary's list B is in; when B names
+ *   pages (or file blocks) A lacks, the PVM is stopped again and the checkpoint is taken at that
+ *   second stop instead (the output between the two is then covered by it);
+ * - copied: as soon as every byte of the checkpoint (A ∪ B) is copied out of its memory by the
+ *   main thread, while the bytes are still being written;
  * - ready: at SVM_READY, once the secondary has applied the checkpoint (Xen's and QEMU's order).
+ * With snapshot and copied, the PVM's output from the resume on waits in the proxy until
+ * SVM_READY and is then compared with the SVM's like any other.
  */
-export type PvmResume = "copied" | "ready";
-export const PVM_RESUMES: readonly PvmResume[] = ["copied", "ready"];
+export type PvmResume = "snapshot" | "copied" | "ready";
+export const PVM_RESUMES: readonly PvmResume[] = ["snapshot", "copied", "ready"];
 
 export interface ReplicationSettings {
   readonly mode: ReplicationMode;
@@ -63,7 +68,7 @@ export const DEFAULT_SETTINGS: ReplicationSettings = {
   maxIntervalMs: 2000,
   epochMs: 100,
   verify: false,
-  pvmResume: "copied",
+  pvmResume: "snapshot",
 };
 
 /** Fill in defaults and check ranges. Throws ReplicationError "config". */

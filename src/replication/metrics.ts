@@ -117,6 +117,11 @@ export function replicationRegistry(
     p((s) => s.totals.verifyFailures),
   );
   gauge(
+    "colo_checkpoints_retaken_total",
+    "COLO snapshot checkpoints taken again at a second stop (S changed pages the snapshot lacked)",
+    p((s) => s.totals.retaken),
+  );
+  gauge(
     "colo_pause_seconds_total",
     "Sum of PVM pauses",
     p((s) => s.totals.pauseMsTotal / 1000),

@@ -41,7 +41,7 @@
  * exits with status 3: a mismatch is a bug in colo, not a condition to run on with).
  */
 import { EventEmitter } from "node:events";
-import type { Domain, GuestEnd } from "../guest/domain.ts";
+import type { Domain, FsBlockRef, GuestEnd } from "../guest/domain.ts";
 import type { Divergence, PrimaryProxy } from "../proxy/primary.ts";
 import type { ByteSource } from "../save/channel.ts";
 import {
@@ -198,6 +198,14 @@ function unionBelow(a: ArrayLike<number>, b: ArrayLike<number>, limit: number): 
     if (p < limit) set.add(p);
   }
   return Uint32Array.from(set).sort();
+}
+
+/** `a` ∪ `b` (file blocks), `a`'s order first. */
+function mergeBlockLists(a: readonly FsBlockRef[], b: readonly FsBlockRef[]): FsBlockRef[] {
+  if (b.length === 0) return [...a];
+  const seen = new Map<string, FsBlockRef>();
+  for (const r of [...a, ...b]) seen.set(`${r.ino}:${r.block}`, r);
+  return [...seen.values()];
 }
 
 function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
@@ -743,6 +751,13 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#checkAlive();
     // No NEW once the PVM has ended: the SVM must run on to reach (or not) the same end.
     if (this.#pvmGone()) throw new ReplicationError("domain", "the PVM has ended", { seq });
+    if (
+      this.settings.pvmResume === "snapshot" &&
+      strategy !== "full" &&
+      this.domain.snapshot !== undefined &&
+      this.domain.state === "running"
+    )
+      return this.#snapshotCheckpoint(trigger, { seq, t0, steps, mark, bytes0, back0 });
     // The PVM's stop is asked first (its worker wakes while this thread goes on); in the same turn
     // client input pauses and NEW goes out, so the SVM stops on its side while the PVM unwinds.
     // Both settle before anything else (never leave a stop in flight).
@@ -767,7 +782,7 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     // not copied: it goes out as views and the PVM waits for SVM_READY.
     let early = false;
     const how = (pfns: Uint32Array) => {
-      early = this.settings.pvmResume === "copied" && pfns.length <= this.#maxCopyPages;
+      early = this.settings.pvmResume !== "ready" && pfns.length <= this.#maxCopyPages;
       return early ? { copy: true } : { borrow: true };
     };
     const pagesOf = (a: Uint32Array) => (strategy === "full" ? allPfns(this.domain.pageCount()) : a);
@@ -891,6 +906,191 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       pauseMs,
       sendMs: sent.ms,
       verified,
+      steps,
+      startedAt: performance.timeOrigin + t0,
+    });
+  }
+
+  /**
+   * pvmResume "snapshot" (strategies back-channel and cache): the PVM's own thread takes A, the
+   * context and the host state as it stops and runs on at once (Domain.snapshot; the proxy's cut
+   * is marked the moment this thread hears of it). The checkpoint is built from the snapshot.
+   * When S's list names pages below P's size or file blocks that A lacks (their contents at the
+   * snapshot are gone: the PVM ran on), the PVM is stopped again and the checkpoint taken at that
+   * stop: A, what the PVM dirtied since and B, from the stopped memory; the output in between is
+   * covered by it (proxy.checkpointCover). A first part over maxCopyPages makes the snapshot a
+   * plain stop: the same stopped-memory checkpoint, sent as views, the PVM resumed at SVM_READY.
+   */
+  async #snapshotCheckpoint(
+    trigger: Trigger,
+    c: {
+      readonly seq: bigint;
+      readonly t0: number;
+      readonly steps: Partial<Record<PrimaryStep, number>>;
+      readonly mark: (step: PrimaryStep) => void;
+      readonly bytes0: number;
+      readonly back0: number;
+    },
+  ): Promise<void> {
+    const stream = this.#stream!;
+    const back = this.#back!;
+    const { seq, t0, steps, mark } = c;
+    const strategy = this.settings.strategy;
+    const verify = this.settings.verify;
+    this.proxy.pauseForCheckpoint();
+    const svmSuspended = this.#expectState(CHECKPOINT_STATE.SVM_SUSPENDED, seq);
+    svmSuspended.catch(() => {});
+    const taken = this.domain.snapshot!({
+      maxPages: this.#maxCopyPages,
+      digest: verify,
+      onTaken: () => this.proxy.checkpointCut(),
+    });
+    taken.catch(() => {});
+    const newSent = stream.sendState(CHECKPOINT_STATE.NEW, seq).then(() => mark("newSent"));
+    this.#setState("checkpointing");
+    const [r, n] = await Promise.allSettled([taken, newSent]);
+    if (r.status === "rejected") throw r.reason;
+    if (n.status === "rejected") throw n.reason;
+    this.#checkAlive();
+    const snap = r.value;
+    // S's lists (back-channel), read after SVM_SUSPENDED; strategy cache gets none.
+    let list: { b: Uint32Array; fsB: readonly FsBlockRef[] } | undefined;
+    const receiveList = async (): Promise<{ b: Uint32Array; fsB: readonly FsBlockRef[] }> => {
+      if (list !== undefined) return list;
+      await svmSuspended;
+      mark("svmSuspended");
+      list = { b: new Uint32Array(0), fsB: [] };
+      if (strategy === "back-channel") {
+        const m1 = await this.#recv();
+        if (m1.kind !== "dirty-pfns")
+          throw new ReplicationError(
+            "protocol",
+            `expected CHECKPOINT_DIRTY_PFN_LIST, got ${describeBack(m1)}`,
+            {
+              seq,
+            },
+          );
+        const m2 = await this.#recv();
+        if (m2.kind !== "fs-blocks")
+          throw new ReplicationError("protocol", `expected FS_DIRTY_BLOCK_LIST, got ${describeBack(m2)}`, {
+            seq,
+          });
+        list = { b: Uint32Array.from(m1.pfns), fsB: m2.blocks };
+        mark("listReceived");
+      }
+      return list;
+    };
+    let pauseMs = 0;
+    let a: Uint32Array;
+    let sent: Awaited<ReturnType<CheckpointedStream["finishCheckpoint"]>> | undefined;
+    let mine: Uint8Array | undefined;
+    let early = true;
+    let stoppedAt = t0;
+    let retaken = false;
+    let fsCount = 0;
+    if (snap.kind === "snapshot") {
+      pauseMs = snap.resumedAt - t0;
+      steps.pvmSuspended = snap.resumedAt - snap.stoppedMs - t0;
+      steps.pvmResumed = pauseMs;
+      a = snap.pfns;
+      mine = snap.digest;
+      stream.beginCheckpoint(seq, a, { snapshot: snap });
+      mark("harvested");
+      const fsA = snap.fsBlocks;
+      const { b, fsB } = strategy === "back-channel" ? await receiveList() : { b: undefined, fsB: [] };
+      const inA = new Set(a);
+      const fsInA = new Set(fsA.map((x) => `${x.ino}:${x.block}`));
+      const lacking =
+        b?.some((p) => p < snap.memoryPages && !inA.has(p)) ||
+        fsB.some((x) => !fsInA.has(`${x.ino}:${x.block}`));
+      if (!lacking) {
+        fsCount = fsA.length;
+        sent = await stream.finishCheckpoint({
+          more: b,
+          fsBlocks: fsA,
+          context: Promise.resolve(snap.context),
+          hostState: Promise.resolve(snap.hostState),
+        });
+      } else {
+        // The snapshot lacks what S changed alone: take the checkpoint again, at a stop from now.
+        stream.abandonCheckpoint();
+        this.#totals.retaken++;
+        retaken = true;
+        stoppedAt = performance.now();
+        await this.domain.suspend({ capture: true });
+        this.#checkAlive();
+        if (this.domain.state !== "suspended")
+          throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
+        this.proxy.checkpointCover();
+      }
+    } else a = new Uint32Array(0);
+    if (sent === undefined) {
+      // The PVM is stopped (a snapshot over maxCopyPages, or taken again): the checkpoint from its
+      // memory now, A (and what it dirtied since the snapshot) ∪ B.
+      if (this.domain.state !== "suspended")
+        throw new ReplicationError("domain", `the PVM is ${this.domain.state}, not suspended`, { seq });
+      const fsBefore = snap.kind === "snapshot" ? snap.fsBlocks : [];
+      const fsNow = await this.domain.harvestFsDirty();
+      a = unionBelow(a, this.domain.harvestDirty(), Number.MAX_SAFE_INTEGER);
+      const { b, fsB } = await receiveList();
+      const pfns = unionBelow(a, b, this.domain.pageCount());
+      early = pfns.length <= this.#maxCopyPages;
+      stream.beginCheckpoint(seq, pfns, early ? { copy: true } : { borrow: true });
+      mark("harvested");
+      const fsBlocks = mergeBlockLists(mergeBlockLists(fsBefore, fsNow), fsB);
+      fsCount = fsBlocks.length;
+      let resumed: Promise<Uint8Array | undefined> | undefined;
+      sent = await stream.finishCheckpoint({
+        fsBlocks,
+        onCopied: !early
+          ? undefined
+          : () => {
+              resumed = (async () => {
+                const digest = verify ? await this.domain.digest() : undefined;
+                this.#checkAlive();
+                this.proxy.checkpointCut();
+                await this.domain.resume({ handOffMs: RESUME_HAND_OFF_MS });
+                pauseMs += (this.domain.resumedAt ?? performance.now()) - stoppedAt;
+                return digest;
+              })();
+              resumed.catch(() => {});
+            },
+      });
+      if (early) mine = await resumed;
+      else if (verify) mine = await this.domain.digest();
+    }
+    steps.pagesSent = sent.marks.pages - t0;
+    steps.captured = sent.marks.captured - t0;
+    steps.endWritten = sent.marks.end - t0;
+    const { b } = await receiveList();
+    await this.#expectState(CHECKPOINT_STATE.SVM_READY, seq);
+    const verified = mine === undefined ? undefined : await this.#verify(seq, mine);
+    mark("svmReady");
+    this.#seq = seq;
+    const resumed = early ? Promise.resolve() : this.domain.resume();
+    resumed.catch(() => {});
+    this.proxy.checkpointDone(Number(seq));
+    await resumed;
+    if (!early) pauseMs = (this.domain.resumedAt ?? performance.now()) - t0;
+    steps.pvmResumed = pauseMs;
+    await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seq);
+    mark("svmResumed");
+    this.#setState("protected");
+    const d = unionBelow(a, b, sent.memoryPages);
+    this.#record({
+      seq: Number(seq),
+      trigger,
+      a: a.length,
+      b: b.length,
+      d: d.length,
+      pagesSent: sent.pages,
+      bytes: stream.bytes - c.bytes0,
+      backBytes: back.bytes - c.back0,
+      fsBlocks: fsCount,
+      pauseMs,
+      sendMs: sent.ms,
+      verified,
+      ...(retaken ? { retaken } : {}),
       steps,
       startedAt: performance.timeOrigin + t0,
     });

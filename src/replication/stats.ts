@@ -33,6 +33,11 @@ export interface CheckpointRecord {
   readonly sendMs: number;
   /** Digest compared equal (true), differed (false), or not checked (undefined). */
   readonly verified: boolean | undefined;
+  /**
+   * pvmResume "snapshot": taken again at a second stop (S changed pages or blocks the snapshot
+   * lacked); the pause is then the sum of both stops.
+   */
+  readonly retaken?: boolean;
   /** COLO: when each step of the pause ended, ms after NEW was sent (see PRIMARY_STEPS). */
   readonly steps?: Readonly<Partial<Record<PrimaryStep, number>>>;
   /**
@@ -146,6 +151,11 @@ export interface PrimaryTotals {
   backBytes: number;
   verified: number;
   verifyFailures: number;
+  /**
+   * COLO pvmResume "snapshot": checkpoints taken again at a second stop of the PVM, because S's
+   * list named pages or blocks its snapshot lacked.
+   */
+  retaken: number;
   pauseMsTotal: number;
   triggers: Record<Trigger, number>;
 }
@@ -161,6 +171,7 @@ export function emptyTotals(): PrimaryTotals {
     backBytes: 0,
     verified: 0,
     verifyFailures: 0,
+    retaken: 0,
     pauseMsTotal: 0,
     triggers: { seed: 0, divergence: 0, "held-cap": 0, "max-interval": 0, epoch: 0, request: 0 },
   };

@@ -21,7 +21,7 @@
  * CHECKPOINT_STATE(SVM_READY) + CHECKPOINT_SEQ on the back channel; then the source keeps
  * running and the controller sends further checkpoints with `sendCheckpoint()`.
  */
-import type { Domain, FsBlockRef } from "../guest/domain.ts";
+import type { Domain, DomainSnapshot, FsBlockRef } from "../guest/domain.ts";
 import { CHECKPOINT_STATE, CHECKPOINT_STATE_NAMES } from "../stream/format.ts";
 import type { ByteSink, ByteSource } from "./channel.ts";
 import { Emitter, MAX_BATCH } from "./emit.ts";
@@ -479,6 +479,8 @@ interface OpenCheckpoint {
   readonly pfns: ArrayLike<number>;
   /** Settles once the first part is written: the memory size declared and the pages sent. */
   readonly written: Promise<{ readonly memoryPages: number; readonly pages: number; readonly at: number }>;
+  /** Begun from a DomainSnapshot: the domain runs; the checkpoint can take no page it lacks. */
+  readonly snapshot: boolean;
 }
 
 export interface CheckpointRequest {
@@ -593,23 +595,37 @@ export class CheckpointedStream {
       readonly borrow?: boolean;
       readonly stopped?: boolean;
       readonly copy?: boolean;
+      readonly snapshot?: Pick<DomainSnapshot, "pages" | "memoryPages">;
     } = {},
   ): void {
     if (this.#open !== undefined) throw new SaveError("bad-state", "a checkpoint is already in progress");
     if (seq !== this.#lastSeq + 1n) {
       throw new SaveError("bad-state", `checkpoint ${seq} does not follow ${this.#lastSeq}`);
     }
-    if (this.domain.state !== "suspended" && !(opts.stopped === true && this.domain.state === "running")) {
-      throw new SaveError("bad-state", `a checkpoint needs a suspended domain, it is ${this.domain.state}`);
-    }
     const t0 = performance.now();
     const saver = this.#saver;
     const bytes0 = saver.bytes;
+    if (opts.snapshot !== undefined) {
+      // A snapshot holds its own copies: the domain runs on meanwhile.
+      const { memoryPages } = opts.snapshot;
+      const first = saver.snapshotCheckpointStart(
+        seq,
+        Uint32Array.from(pfns),
+        opts.snapshot.pages,
+        memoryPages,
+      );
+      const written = Promise.resolve({ memoryPages, pages: first.pages, at: performance.now() });
+      this.#open = { seq, t0, bytes0, borrow: false, held: first.chunks, pfns, written, snapshot: true };
+      return;
+    }
+    if (this.domain.state !== "suspended" && !(opts.stopped === true && this.domain.state === "running")) {
+      throw new SaveError("bad-state", `a checkpoint needs a suspended domain, it is ${this.domain.state}`);
+    }
     if (opts.copy === true) {
       const first = saver.copyCheckpointStart(seq, pfns);
       const { memoryPages, pages } = first;
       const written = Promise.resolve({ memoryPages, pages, at: performance.now() });
-      this.#open = { seq, t0, bytes0, borrow: false, held: first.chunks, pfns, written };
+      this.#open = { seq, t0, bytes0, borrow: false, held: first.chunks, pfns, written, snapshot: false };
       return;
     }
     const borrow = opts.borrow === true && this.domain.pageView !== undefined;
@@ -619,7 +635,20 @@ export class CheckpointedStream {
       return { memoryPages, pages, at: performance.now() };
     })();
     written.catch(() => {});
-    this.#open = { seq, t0, bytes0, borrow, held: undefined, pfns, written };
+    this.#open = { seq, t0, bytes0, borrow, held: undefined, pfns, written, snapshot: false };
+  }
+
+  /**
+   * Drop the checkpoint begun with `copy` or `snapshot`, none of which is written yet (COLO: the
+   * secondary's list names pages a snapshot lacks, and the primary takes the checkpoint again at
+   * a later stop). Anything else is refused: part of it may be on the wire.
+   */
+  abandonCheckpoint(): void {
+    const open = this.#open;
+    if (open === undefined) throw new SaveError("bad-state", "no checkpoint in progress");
+    if (open.held === undefined)
+      throw new SaveError("bad-state", "a checkpoint whose first part is being written cannot be dropped");
+    this.#open = undefined;
   }
 
   /**
@@ -630,7 +659,23 @@ export class CheckpointedStream {
   async finishCheckpoint(req: CheckpointFinish): Promise<CheckpointSendReport> {
     const open = this.#open;
     if (open === undefined) throw new SaveError("bad-state", "finishCheckpoint without beginCheckpoint");
-    if (this.domain.state !== "suspended") {
+    if (open.snapshot) {
+      if (req.context === undefined || req.hostState === undefined || req.fsBlocks === "all") {
+        this.#open = undefined;
+        throw new SaveError(
+          "bad-state",
+          "a checkpoint begun from a snapshot takes its context and host state",
+        );
+      }
+      const { memoryPages } = await open.written;
+      if (lateOnly(req.more, open.pfns, memoryPages).length > 0) {
+        this.#open = undefined;
+        throw new SaveError(
+          "bad-state",
+          "a checkpoint begun from a snapshot cannot take pages the snapshot lacks",
+        );
+      }
+    } else if (this.domain.state !== "suspended") {
       this.#open = undefined;
       throw new SaveError("bad-state", `a checkpoint needs a suspended domain, it is ${this.domain.state}`);
     }

@@ -237,6 +237,45 @@ export class StreamSaver {
   }
 
   /**
+   * copyCheckpointStart() for pages copied already (a DomainSnapshot): CHECKPOINT_INFO declaring
+   * `memoryPages`, then PAGE_DATA for `pfns` (all below it) with page i at byte i × PAGE_SIZE of
+   * `pages`, in batches of ≤ 1,024 (views of `pages`: it must not change until written).
+   */
+  snapshotCheckpointStart(
+    seq: bigint,
+    pfns: Uint32Array,
+    pages: Uint8Array,
+    memoryPages: number,
+  ): { readonly chunks: Uint8Array[]; readonly pages: number } {
+    if (pages.length !== pfns.length * PAGE_SIZE)
+      throw new SaveError("bad-state", `${pfns.length} pfns but ${pages.length} bytes of pages`);
+    for (let i = 0; i < pfns.length; i++) {
+      if (pfns[i]! >= memoryPages)
+        throw new SaveError("bad-state", `pfn ${pfns[i]} past the snapshot's ${memoryPages} pages`);
+    }
+    this.#declaredPages = memoryPages;
+    this.#seq = seq;
+    const chunks = [...this.emit.checkpointInfo(seq, memoryPages), ...this.#pageChunks(pfns, pages)];
+    return { chunks, pages: pfns.length };
+  }
+
+  /** PAGE_DATA records, ≤ 1,024 pages each, for `pfns` whose page i is at i × PAGE_SIZE of `copy`. */
+  #pageChunks(pfns: ArrayLike<number>, copy: Uint8Array): Uint8Array[] {
+    const chunks: Uint8Array[] = [];
+    for (let b = 0; b < pfns.length; b += MAX_BATCH) {
+      const n = Math.min(MAX_BATCH, pfns.length - b);
+      const batch = new Float64Array(n);
+      const pages: Uint8Array[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        batch[i] = pfns[b + i] as number;
+        pages[i] = copy.subarray((b + i) * PAGE_SIZE, (b + i + 1) * PAGE_SIZE);
+      }
+      chunks.push(...this.emit.pageData(batch, pages));
+    }
+    return chunks;
+  }
+
+  /**
    * PAGE_DATA for `pfns` below the declared size, built now with copies of the pages (one buffer
    * for all of them, filled a run of consecutive pages at a time), in batches of ≤ 1,024.
    */
@@ -268,15 +307,7 @@ export class StreamSaver {
       }
       i = j;
     }
-    const chunks: Uint8Array[] = [];
-    for (let b = 0; b < keep.length; b += MAX_BATCH) {
-      const n = Math.min(MAX_BATCH, keep.length - b);
-      const batch = Float64Array.from(keep.slice(b, b + n));
-      const pages: Uint8Array[] = new Array(n);
-      for (let i = 0; i < n; i++) pages[i] = copy.subarray((b + i) * PAGE_SIZE, (b + i + 1) * PAGE_SIZE);
-      chunks.push(...this.emit.pageData(batch, pages));
-    }
-    return { chunks, pages: keep.length };
+    return { chunks: this.#pageChunks(keep, copy), pages: keep.length };
   }
 
   /**

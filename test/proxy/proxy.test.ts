@@ -460,3 +460,61 @@ test("checkpointCut: a refused checkpointDone keeps what waited after the cut", 
   assert.deepEqual(r.stdio, ["stdout:late\n"]);
   await r.close();
 });
+
+test("checkpointCover: what the PVM produced after the cut is covered by a checkpoint taken at a later stop: released unmatched, compared afresh past it", async (t) => {
+  const r = await rig(t);
+  const c = await r.client();
+  c.write("a");
+  await c.until(() => c.text === "A", "echo");
+  // Input the PVM has not processed when the checkpoint begins (its worker was busy).
+  r.pvm.hold();
+  r.svm.hold();
+  c.write("q");
+  await until(() => r.primary.metrics().bytesIn === 2, "input mirrored");
+  await settle();
+  r.primary.pauseForCheckpoint();
+  r.secondary.pauseForCheckpoint();
+  r.primary.checkpointCut(); // the snapshot: the PVM runs on
+  r.pvm.release();
+  await until(() => r.pvm.idle, "PVM processed q");
+  r.pvm.writeStdout("between\n");
+  await settle();
+  assert.equal(c.text, "A", "nothing after the cut is out");
+  assert.deepEqual(r.stdio, []);
+  // S's list named a page the snapshot lacked: the PVM stops again, the checkpoint is taken there.
+  r.primary.checkpointCover();
+  r.svm.applyStateOf(r.pvm);
+  r.svm.release();
+  const offsets = r.pvm.inputOffsets();
+  r.primary.checkpointCut(); // the PVM resumes from the second stop
+  r.pvm.writeStdout("after\n");
+  await settle();
+  r.secondary.checkpointApplied(1, offsets);
+  r.primary.checkpointDone(1);
+  // Covered: released although the SVM never produced them.
+  await c.until(() => c.text === "AQ", "covered connection output released");
+  await until(() => r.stdio.length === 1, "covered stdout released");
+  assert.deepEqual(r.stdio, ["stdout:between\n"]);
+  // Past the cover, compared as usual: released once the SVM matches.
+  await settle();
+  assert.equal(r.stdio.length, 1);
+  r.svm.writeStdout("after\n");
+  await until(() => r.stdio.length === 2, "matched after the cover");
+  assert.deepEqual(r.stdio, ["stdout:between\n", "stdout:after\n"]);
+  assert.deepEqual(r.divergences, []);
+  assert.equal(r.primary.metrics().heldBytes, 0);
+  // And the connection is compared again too.
+  c.write("z");
+  await c.until(() => c.text === "AQZ", "echo after the checkpoint");
+  await r.close();
+});
+
+test("checkpointCover is refused without a cut, and after a PVM end past the cut", async (t) => {
+  const r = await rig(t);
+  r.primary.pauseForCheckpoint();
+  assert.throws(() => r.primary.checkpointCover(), { code: "bad-state" });
+  r.primary.checkpointCut();
+  r.primary.replicaEnded("pvm", { kind: "exit", code: 0 });
+  assert.throws(() => r.primary.checkpointCover(), { code: "bad-state" });
+  await r.close();
+});

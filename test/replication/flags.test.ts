@@ -24,7 +24,7 @@ test("millisecond flags: negative, not a number, or past the timer limit exit 2 
     [[...secondary, "--heartbeat-timeout-ms", "3000000000"], /--heartbeat-timeout-ms/],
     [[...secondary, "--heartbeat-timeout-ms", "Infinity"], /--heartbeat-timeout-ms/],
     [[...secondary, "--fence-timeout-ms", "2147483648"], /--fence-timeout-ms/],
-    [[...primary, "--pvm-resume", "later"], /--pvm-resume later: copied or ready/],
+    [[...primary, "--pvm-resume", "later"], /--pvm-resume later: snapshot or copied or ready/],
     [[...primary, "--strategy", "some"], /--strategy some/],
   ];
   for (const [args, message] of cases) {

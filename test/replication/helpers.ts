@@ -35,6 +35,10 @@ export async function startPair(
   partial: Partial<ReplicationSettings> = {},
   hb = { intervalMs: 50, timeoutMs: 3000 },
   primaryOptions: Partial<Pick<PrimaryControllerOptions, "maxCopyPages">> = {},
+  extra: {
+    /** What the secondary's controller sees of its replica (default: the WasmDomain itself). */
+    readonly svmView?: (d: WasmDomain) => Domain;
+  } = {},
 ): Promise<Pair> {
   const s = settings({ verify: true, ...partial });
   const pvm = await WasmDomain.create(KV, { host: HOST });
@@ -65,7 +69,7 @@ export async function startPair(
     createTarget: async (bytes) => {
       const d = await WasmDomain.createRestoreTarget(bytes, { host: { ...HOST, args: [] } });
       svms.push(d);
-      return d;
+      return extra.svmView?.(d) ?? d;
     },
     takeover: { host: "127.0.0.1", listenPort: 0, stdio: () => {} },
     log,

@@ -51,7 +51,7 @@ test("two processes, COLO back-channel: redis-benchmark and redis-cli through th
     assert.equal(await cli(p.port, "INCR", "mine"), "1");
     const s = await status(`t${process.pid}a-p`);
     assert.equal(s.state === "protected" || s.state === "checkpointing", true, JSON.stringify(s));
-    assert.equal(s.pvmResume, "copied", "the default resume point is reported");
+    assert.equal(s.pvmResume, "snapshot", "the default resume point is reported");
     const totals = s.totals as Record<string, number>;
     assert.ok((totals.checkpoints ?? 0) >= 3, `checkpoints: ${totals.checkpoints}`);
     assert.equal(totals.verifyFailures, 0);

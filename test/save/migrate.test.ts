@@ -347,3 +347,78 @@ test("pre-copy goes one more round while a set that fits is still large and halv
   assert.deepEqual((dst as MemoryDomain).memory(), src.memory());
   await dst.destroy();
 });
+
+test("a checkpoint begun from a snapshot: built from its copies while the source runs on; pages it lacks refused; dropped, nothing of it is written", async () => {
+  const { src, stream, target, dst } = await seeded({ hook: undefined });
+  // What Domain.snapshot hands over: the dirty pages copied, the context, the host state.
+  const take = async () => {
+    src.step(30);
+    await src.suspend();
+    const pfns = src.harvestDirty();
+    const fsBlocks = await src.harvestFsDirty();
+    const pages = new Uint8Array(pfns.length * PAGE_SIZE);
+    pfns.forEach((p, i) => {
+      src.readPage(p, pages.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+    });
+    const snap = {
+      pfns,
+      pages,
+      memoryPages: src.pageCount(),
+      fsBlocks,
+      context: await src.captureContext(),
+      hostState: await src.captureHostState({ kind: "some", blocks: fsBlocks }),
+      memory: src.memory(),
+    };
+    await src.resume();
+    src.step(30); // the source runs on: the checkpoint must come from the copies
+    return snap;
+  };
+  let s = await take();
+  const notInS = [...Array(src.pageCount()).keys()].find((p) => !s.pfns.includes(p))!;
+  const bytes0 = stream.bytes;
+  stream.beginCheckpoint(2n, s.pfns, { snapshot: s });
+  await assert.rejects(
+    stream.finishCheckpoint({
+      more: [notInS],
+      fsBlocks: s.fsBlocks,
+      context: Promise.resolve(s.context),
+      hostState: Promise.resolve(s.hostState),
+    }),
+    (e) => isSaveError(e, "bad-state"),
+  );
+  // Dropped (the primary would stop its PVM and take it again): nothing went out.
+  stream.beginCheckpoint(2n, s.pfns, { snapshot: s });
+  stream.abandonCheckpoint();
+  assert.throws(
+    () => stream.abandonCheckpoint(),
+    (e) => isSaveError(e, "bad-state"),
+  );
+  assert.equal(stream.bytes, bytes0);
+  // Taken again: the target gets the second snapshot's state, the source long past it.
+  const first = s.pfns; // harvested by the dropped snapshot: the retake must carry them
+  await src.suspend();
+  const carry = src.harvestDirty();
+  await src.resume();
+  s = await take();
+  const pfns = Uint32Array.from(new Set([...first, ...carry, ...s.pfns])).sort();
+  const all = new Uint8Array(pfns.length * PAGE_SIZE);
+  pfns.forEach((p, i) => {
+    all.set(s.memory.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE), i * PAGE_SIZE);
+  });
+  const got = target.next();
+  stream.beginCheckpoint(2n, pfns, { snapshot: { pages: all, memoryPages: s.memoryPages } });
+  await stream.finishCheckpoint({
+    more: [s.pfns[0]!],
+    fsBlocks: s.fsBlocks,
+    context: Promise.resolve(s.context),
+    hostState: Promise.resolve(s.hostState),
+  });
+  assert.equal((await got).kind, "checkpoint");
+  await target.apply();
+  assert.deepEqual(dst.memory(), s.memory, "the target holds the snapshot's state");
+  assert.deepEqual(await dst.contextForTest(), s.context);
+  assert.notDeepEqual(src.memory(), s.memory, "the source ran on");
+  await src.suspend();
+  await src.resume();
+  await src.destroy();
+});
