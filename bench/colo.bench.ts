@@ -54,8 +54,10 @@ const ALL_CONFIGS: Config[] = [
   { name: "COLO back-channel", args: ["--strategy", "back-channel"] },
   { name: "COLO cache", args: ["--strategy", "cache"] },
   { name: "COLO full", args: ["--strategy", "full"] },
-  // Xen's and QEMU's order: the PVM stays stopped until SVM_READY (the others resume it once the
-  // checkpoint is copied out of its memory).
+  // The other resume points, same strategy: once the main thread has copied A ∪ B out of the
+  // PVM's memory (the rows above take a snapshot in the PVM's own thread: --pvm-resume snapshot,
+  // the default; full always copies), and Xen's and QEMU's order, stopped until SVM_READY.
+  { name: "COLO back-channel @copied", args: ["--strategy", "back-channel", "--pvm-resume", "copied"] },
   { name: "COLO back-channel @READY", args: ["--strategy", "back-channel", "--pvm-resume", "ready"] },
   { name: "Remus 25 ms", args: ["--mode", "remus", "--epoch-ms", "25"], remusEpoch: 25 },
   { name: "Remus 50 ms", args: ["--mode", "remus", "--epoch-ms", "50"], remusEpoch: 50 },
