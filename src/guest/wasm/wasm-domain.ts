@@ -281,7 +281,12 @@ export class WasmDomain implements Domain, GuestPort {
         this.#snap = undefined;
         if (snap === undefined) return;
         // Before any output the guest produced after it reaches the listeners (next events).
-        snap.opts.onTaken?.();
+        try {
+          snap.opts.onTaken?.();
+        } catch (err) {
+          snap.reject(err instanceof Error ? err : new Error(String(err)));
+          return;
+        }
         const w = e.snap;
         const resumedAt = this.#fromWorkerClock(w.resumedAt);
         this.#resumedAt = resumedAt;
