@@ -111,6 +111,8 @@ interface Row {
   d: number;
   kibPerCheckpoint: number;
   withinBound: number;
+  /** Checkpoints taken again at a second stop (pvmResume snapshot). */
+  retaken: number;
   /**
    * p50 of when each step ended, ms after the checkpoint started on the primary (the PVM's stop
    * asked, NEW written in the same turn); the secondary's steps on the same clock (its
@@ -280,6 +282,7 @@ async function main(): Promise<void> {
                 : mean(sCps.map((x) => x.b)),
             d: mean(cps.map((x) => x.d)),
             kibPerCheckpoint: mean(cps.map((x) => x.bytes)) / 1024,
+            retaken: cps.filter((x) => x.retaken === true).length,
             withinBound:
               cps.length === 0
                 ? Number.NaN
@@ -327,6 +330,7 @@ async function main(): Promise<void> {
       "A∪B",
       "KiB/ckpt",
       "≤bound",
+      "again",
     ],
   ];
   for (const r of rows) {
@@ -350,6 +354,7 @@ async function main(): Promise<void> {
       f(r.d, 1),
       f(r.kibPerCheckpoint, 1),
       Number.isFinite(r.withinBound) ? `${(r.withinBound * 100).toFixed(0)}%` : "-",
+      r.config === "unprotected" ? "-" : String(r.retaken),
     ]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
@@ -359,7 +364,7 @@ async function main(): Promise<void> {
   for (const row of table)
     console.log(row.map((c, i) => (i < 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
   console.log(
-    "×unprot: throughput against unprotected at the same clients/forcing; ≤bound: share of checkpoints whose PVM pause ≤ 1 ms + bytes at 70 % of raw TLS bandwidth. A, B, A∪B: mean pages per checkpoint.",
+    "×unprot: throughput against unprotected at the same clients/forcing; ≤bound: share of checkpoints whose PVM pause ≤ 1 ms + bytes at 70 % of raw TLS bandwidth. A, B, A∪B: mean pages per checkpoint. again: checkpoints taken again at a second stop (S's list named pages the PVM's snapshot lacked).",
   );
   // The pause step by step (COLO rows with checkpoints): p50 of when each step ended.
   const steps = [

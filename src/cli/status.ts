@@ -28,7 +28,12 @@ export function formatStatus(s: Record<string, unknown>): string {
     `  service     ${s.service ?? "-"}`,
     `  checkpoints ${s.checkpoints} (last seq ${s.role === "primary" ? s.seq : s.applied})`,
   ];
-  if (s.role === "primary") lines.push(`  divergences ${s.divergences}`);
+  if (s.role === "primary") {
+    lines.push(`  divergences ${s.divergences}`);
+    // pvmResume snapshot: checkpoints taken again at a second stop of the PVM.
+    const again = (s.totals as { retaken?: unknown } | undefined)?.retaken;
+    if (typeof again === "number" && again > 0) lines.push(`  taken again ${again}`);
+  }
   if (s.protection !== undefined) {
     const why = s.protection !== "protected" && typeof s.reason === "string" ? ` (${s.reason})` : "";
     lines.push(`  protection  ${s.protection}${why}`);

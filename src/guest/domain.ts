@@ -240,8 +240,8 @@ export interface Domain {
   /**
    * Optional: take a DomainSnapshot at the guest's next safe point and let it run on. Only while
    * running; the state stays running throughout. When the guest has more than `maxPages` dirty
-   * pages it is suspended instead (`{ kind: "stopped" }`, as suspend({ capture: true }) leaves
-   * it). Rejects, leaving the domain as it is, if the guest ends first; suspend() asked while a
+   * pages, or the domain holds changed file blocks of an earlier stop that were not harvested, it
+   * is suspended instead (`{ kind: "stopped" }`, as suspend({ capture: true }) leaves it). Rejects, leaving the domain as it is, if the guest ends first; suspend() asked while a
    * snapshot is pending takes effect after it.
    */
   snapshot?(opts: SnapshotOptions): Promise<DomainSnapshot | { readonly kind: "stopped" }>;

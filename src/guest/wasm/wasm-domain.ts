@@ -605,6 +605,9 @@ export class WasmDomain implements Domain, GuestPort {
     } catch (e) {
       return Promise.reject(e);
     }
+    // Changed blocks an earlier stop reported and nobody harvested: the worker no longer has them,
+    // so its host state could not carry them. A plain stop instead (harvestFsDirty returns them).
+    if (this.#fsDirty.length > 0) return this.suspend({ capture: true }).then(() => ({ kind: "stopped" }));
     let resolve!: (s: DomainSnapshot | { readonly kind: "stopped" }) => void;
     let reject!: (e: Error) => void;
     const taken = new Promise<DomainSnapshot | { readonly kind: "stopped" }>((res, rej) => {
