@@ -873,8 +873,51 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       mark("svmSuspended");
     }
     const mine = early ? await resumedEarly : this.settings.verify ? await this.domain.digest() : undefined;
+    await this.#endColoCheckpoint({
+      trigger,
+      seq,
+      t0,
+      steps,
+      mark,
+      early,
+      mine,
+      pause: () => (this.domain.resumedAt ?? performance.now()) - t0,
+      a,
+      b,
+      sent,
+      bytes0,
+      back0,
+      fsBlocks: fsBlocks === "all" ? -1 : fsBlocks.length,
+      retaken: false,
+    });
+  }
+
+  /**
+   * The end of a COLO checkpoint once it is written: SVM_READY (and the digests, with --verify),
+   * the proxy's release of the held output (after asking the PVM to resume, in the same turn, if
+   * it still waits: "ready", or a first part over maxCopyPages), SVM_RESUMED, the record. `pause`
+   * gives the PVM's pause once it runs again.
+   */
+  async #endColoCheckpoint(e: {
+    readonly trigger: Trigger;
+    readonly seq: bigint;
+    readonly t0: number;
+    readonly steps: Partial<Record<PrimaryStep, number>>;
+    readonly mark: (step: PrimaryStep) => void;
+    readonly early: boolean;
+    readonly mine: Uint8Array | undefined;
+    readonly pause: () => number;
+    readonly a: ArrayLike<number>;
+    readonly b: ArrayLike<number>;
+    readonly sent: { readonly pages: number; readonly ms: number; readonly memoryPages: number };
+    readonly bytes0: number;
+    readonly back0: number;
+    readonly fsBlocks: number;
+    readonly retaken: boolean;
+  }): Promise<void> {
+    const { seq, steps, mark } = e;
     await this.#expectState(CHECKPOINT_STATE.SVM_READY, seq);
-    const verified = mine === undefined ? undefined : await this.#verify(seq, mine);
+    const verified = e.mine === undefined ? undefined : await this.#verify(seq, e.mine);
     mark("svmReady");
     this.#seq = seq;
     // "ready": the resume request goes out first; the held output is released and the buffered
@@ -882,32 +925,32 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     // proxy (its events are macrotasks), so the guest runs while the main thread releases and
     // feeds. Either way the pause ends when the worker resumed the guest (WasmDomain.resumedAt),
     // not when this thread hears of it.
-    const resumed = early ? Promise.resolve() : this.domain.resume();
+    const resumed = e.early ? Promise.resolve() : this.domain.resume();
     resumed.catch(() => {});
     this.proxy.checkpointDone(Number(seq));
     await resumed;
-    const resumedAt = this.domain.resumedAt ?? performance.now();
-    const pauseMs = resumedAt - t0;
+    const pauseMs = e.pause();
     steps.pvmResumed = pauseMs;
     await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seq);
     mark("svmResumed");
     this.#setState("protected");
-    const d = unionBelow(a, b, sent.memoryPages);
+    const d = unionBelow(e.a, e.b, e.sent.memoryPages);
     this.#record({
       seq: Number(seq),
-      trigger,
-      a: a.length,
-      b: b.length,
+      trigger: e.trigger,
+      a: e.a.length,
+      b: e.b.length,
       d: d.length,
-      pagesSent: sent.pages,
-      bytes: stream.bytes - bytes0,
-      backBytes: back.bytes - back0,
-      fsBlocks: fsBlocks === "all" ? -1 : fsBlocks.length,
+      pagesSent: e.sent.pages,
+      bytes: this.#stream!.bytes - e.bytes0,
+      backBytes: this.#back!.bytes - e.back0,
+      fsBlocks: e.fsBlocks,
       pauseMs,
-      sendMs: sent.ms,
+      sendMs: e.sent.ms,
       verified,
+      ...(e.retaken ? { retaken: true } : {}),
       steps,
-      startedAt: performance.timeOrigin + t0,
+      startedAt: performance.timeOrigin + e.t0,
     });
   }
 
@@ -1063,36 +1106,22 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     steps.captured = sent.marks.captured - t0;
     steps.endWritten = sent.marks.end - t0;
     const { b } = await receiveList();
-    await this.#expectState(CHECKPOINT_STATE.SVM_READY, seq);
-    const verified = mine === undefined ? undefined : await this.#verify(seq, mine);
-    mark("svmReady");
-    this.#seq = seq;
-    const resumed = early ? Promise.resolve() : this.domain.resume();
-    resumed.catch(() => {});
-    this.proxy.checkpointDone(Number(seq));
-    await resumed;
-    if (!early) pauseMs = (this.domain.resumedAt ?? performance.now()) - t0;
-    steps.pvmResumed = pauseMs;
-    await this.#expectState(CHECKPOINT_STATE.SVM_RESUMED, seq);
-    mark("svmResumed");
-    this.#setState("protected");
-    const d = unionBelow(a, b, sent.memoryPages);
-    this.#record({
-      seq: Number(seq),
+    await this.#endColoCheckpoint({
       trigger,
-      a: a.length,
-      b: b.length,
-      d: d.length,
-      pagesSent: sent.pages,
-      bytes: stream.bytes - c.bytes0,
-      backBytes: back.bytes - c.back0,
-      fsBlocks: fsCount,
-      pauseMs,
-      sendMs: sent.ms,
-      verified,
-      ...(retaken ? { retaken } : {}),
+      seq,
+      t0,
       steps,
-      startedAt: performance.timeOrigin + t0,
+      mark,
+      early,
+      mine,
+      pause: () => (early ? pauseMs : (this.domain.resumedAt ?? performance.now()) - t0),
+      a,
+      b,
+      sent,
+      bytes0: c.bytes0,
+      back0: c.back0,
+      fsBlocks: fsCount,
+      retaken,
     });
   }
 
