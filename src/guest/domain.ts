@@ -133,6 +133,29 @@ export interface DomainSnapshot {
   readonly stoppedMs: number;
 }
 
+/** `a` ∪ `b` (file blocks), sorted by (ino, block) as a host's harvest is; `a` itself when `b` is empty. */
+export function unionBlocks(a: readonly FsBlockRef[], b: readonly FsBlockRef[]): FsBlockRef[] {
+  if (b.length === 0) return a as FsBlockRef[];
+  if (a.length === 0) return b as FsBlockRef[];
+  const seen = new Map<string, FsBlockRef>();
+  for (const r of [...a, ...b]) seen.set(`${r.ino}:${r.block}`, r);
+  return [...seen.values()].sort((x, y) => x.ino - y.ino || x.block - y.block);
+}
+
+/**
+ * Copy pages `pfns` of `memory` (a whole guest memory) into `dst`, page i at byte i × PAGE_SIZE,
+ * one copy per run of consecutive pfns.
+ */
+export function copyPageRuns(memory: Uint8Array, pfns: ArrayLike<number>, dst: Uint8Array): void {
+  for (let i = 0; i < pfns.length; ) {
+    let j = i + 1;
+    while (j < pfns.length && pfns[j] === (pfns[j - 1] as number) + 1) j++;
+    const first = pfns[i] as number;
+    dst.set(memory.subarray(first * PAGE_SIZE, ((pfns[j - 1] as number) + 1) * PAGE_SIZE), i * PAGE_SIZE);
+    i = j;
+  }
+}
+
 /**
  * `Domain.writeBytes` for a domain that only writes whole pages: read each page the bytes touch,
  * patch it, write it back.

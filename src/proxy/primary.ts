@@ -416,14 +416,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
       const t = this.#targetOf(e.stream);
       if (t === undefined) return;
       if (e.offset !== t.cmp.pvmEnd) {
-        this.#protocolError(
-          `PVM output offset ${e.offset} on ${streamText(e.stream)}, expected ${t.cmp.pvmEnd}`,
-          {
-            stream: streamText(e.stream),
-            offset: e.offset,
-            expected: t.cmp.pvmEnd,
-          },
-        );
+        this.#offsetError(t, e);
         return;
       }
       this.#measured(t, () => ({ released: t.cmp.cover(e.bytes), mismatch: undefined }));
@@ -772,14 +765,7 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
         this.#reportEnd(`SVM ${endText(this.#ended.svm)}, PVM running and producing output`);
       if (event.offset !== t.cmp.pvmEnd) {
         if (t.cmp.mode !== "pass") {
-          this.#protocolError(
-            `PVM output offset ${event.offset} on ${streamText(event.stream)}, expected ${t.cmp.pvmEnd}`,
-            {
-              stream: streamText(event.stream),
-              offset: event.offset,
-              expected: t.cmp.pvmEnd,
-            },
-          );
+          this.#offsetError(t, event);
           return;
         }
         // Unprotected (e.g. after a takeover): learn the guest's offset; nothing is held.
@@ -791,6 +777,18 @@ export class PrimaryProxy extends EventEmitter<PrimaryProxyEvents> {
     const conn = this.#conns.get(event.conn);
     if (conn === undefined) return;
     this.#measured(conn, () => ({ released: [], mismatch: conn.cmp.marker("pvm", event.kind) }));
+  }
+
+  /** PVM output that does not continue its stream: a protocol error naming both offsets. */
+  #offsetError(t: Target, e: { readonly stream: OutputStream; readonly offset: number }): void {
+    this.#protocolError(
+      `PVM output offset ${e.offset} on ${streamText(e.stream)}, expected ${t.cmp.pvmEnd}`,
+      {
+        stream: streamText(e.stream),
+        offset: e.offset,
+        expected: t.cmp.pvmEnd,
+      },
+    );
   }
 
   #onSvm(message: MirrorOutput): void {

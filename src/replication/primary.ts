@@ -41,13 +41,14 @@
  * exits with status 3: a mismatch is a bug in colo, not a condition to run on with).
  */
 import { EventEmitter } from "node:events";
-import type { Domain, FsBlockRef, GuestEnd } from "../guest/domain.ts";
+import { type Domain, type FsBlockRef, type GuestEnd, unionBlocks } from "../guest/domain.ts";
 import type { Divergence, PrimaryProxy } from "../proxy/primary.ts";
 import type { ByteSource } from "../save/channel.ts";
 import {
   type BackRecord,
   type CheckpointedStream,
   type CheckpointFinish,
+  type CheckpointSendReport,
   describeBack,
   openCheckpointedStream,
 } from "../save/migrate.ts";
@@ -198,14 +199,6 @@ function unionBelow(a: ArrayLike<number>, b: ArrayLike<number>, limit: number): 
     if (p < limit) set.add(p);
   }
   return Uint32Array.from(set).sort();
-}
-
-/** `a` ∪ `b` (file blocks), `a`'s order first. */
-function mergeBlockLists(a: readonly FsBlockRef[], b: readonly FsBlockRef[]): FsBlockRef[] {
-  if (b.length === 0) return [...a];
-  const seen = new Map<string, FsBlockRef>();
-  for (const r of [...a, ...b]) seen.set(`${r.ino}:${r.block}`, r);
-  return [...seen.values()];
 }
 
 function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
@@ -824,24 +817,11 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     let b: ArrayLike<number> = new Uint32Array(0);
     let fsBlocks: CheckpointFinish["fsBlocks"] = "all";
     if (strategy === "back-channel") {
-      const m1 = await this.#recv();
-      if (m1.kind !== "dirty-pfns")
-        throw new ReplicationError(
-          "protocol",
-          `expected CHECKPOINT_DIRTY_PFN_LIST, got ${describeBack(m1)}`,
-          { seq },
-        );
-      b = m1.pfns;
-      const m2 = await this.#recv();
-      if (m2.kind !== "fs-blocks")
-        throw new ReplicationError("protocol", `expected FS_DIRTY_BLOCK_LIST, got ${describeBack(m2)}`, {
-          seq,
-        });
+      const lists = await this.#recvLists(seq);
+      b = lists.b;
       mark("listReceived");
-      const key = (r: { ino: number; block: number }): string => `${r.ino}:${r.block}`;
-      const merged = new Map(fsA.map((r) => [key(r), r]));
-      for (const r of m2.blocks) merged.set(key(r), r);
-      fsBlocks = merged.size === fsA.length ? fsA : [...merged.values()];
+      const merged = unionBlocks(fsA, lists.fsB);
+      fsBlocks = merged.length === fsA.length ? fsA : merged;
     }
     // The rest: B's pages that A lacked (P ignores pfns at or past its size), the context, the
     // host state, CHECKPOINT_END, in one write.
@@ -849,30 +829,24 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     // pvmResume "copied": once every byte is copied, the PVM runs again (after its digest, with
     // --verify) while the bytes go out; the proxy holds its output from this cut on until
     // SVM_READY. A failure after it leaves the PVM running (#run's finally resumes it otherwise).
-    let resumedEarly: Promise<Uint8Array | undefined> | undefined;
-    const onCopied = !early
-      ? undefined
-      : () => {
-          resumedEarly = (async () => {
-            const digest = this.settings.verify ? await this.domain.digest() : undefined;
-            this.#checkAlive();
-            this.proxy.checkpointCut();
-            // This thread steps off its core until the PVM runs (≤ RESUME_HAND_OFF_MS) before it
-            // encrypts and writes the checkpoint: the woken worker would otherwise queue behind it.
-            await this.domain.resume({ handOffMs: RESUME_HAND_OFF_MS });
-            return digest;
-          })();
-          resumedEarly.catch(() => {});
-        };
-    const sent = await stream.finishCheckpoint({ more: b, fsBlocks, context, hostState, onCopied });
-    steps.pagesSent = sent.marks.pages - t0;
-    steps.captured = sent.marks.captured - t0;
-    steps.endWritten = sent.marks.end - t0;
+    const resume = early ? this.#resumeWhenCopied() : undefined;
+    const sent = await stream.finishCheckpoint({
+      more: b,
+      fsBlocks,
+      context,
+      hostState,
+      onCopied: resume?.onCopied,
+    });
     if (!listFirst) {
       await svmSuspended;
       mark("svmSuspended");
     }
-    const mine = early ? await resumedEarly : this.settings.verify ? await this.domain.digest() : undefined;
+    const mine =
+      resume !== undefined
+        ? await resume.done()
+        : this.settings.verify
+          ? await this.domain.digest()
+          : undefined;
     await this.#endColoCheckpoint({
       trigger,
       seq,
@@ -893,6 +867,52 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
   }
 
   /**
+   * S's lists after SVM_SUSPENDED (back-channel): CHECKPOINT_DIRTY_PFN_LIST (B), then
+   * FS_DIRTY_BLOCK_LIST; anything else is a protocol error.
+   */
+  async #recvLists(seq: bigint): Promise<{ b: Float64Array; fsB: readonly FsBlockRef[] }> {
+    const m1 = await this.#recv();
+    if (m1.kind !== "dirty-pfns")
+      throw new ReplicationError("protocol", `expected CHECKPOINT_DIRTY_PFN_LIST, got ${describeBack(m1)}`, {
+        seq,
+      });
+    const m2 = await this.#recv();
+    if (m2.kind !== "fs-blocks")
+      throw new ReplicationError("protocol", `expected FS_DIRTY_BLOCK_LIST, got ${describeBack(m2)}`, {
+        seq,
+      });
+    return { b: m1.pfns, fsB: m2.blocks };
+  }
+
+  /**
+   * The `onCopied` of a checkpoint copied out of the stopped PVM: once every byte is copied, the
+   * PVM runs again (after its digest, with --verify) while the bytes go out; the proxy holds its
+   * output from this cut on until SVM_READY. `done()` gives the digest once it runs. A failure
+   * after it leaves the PVM running (#run's finally resumes it otherwise).
+   */
+  #resumeWhenCopied(): { onCopied: () => void; done: () => Promise<Uint8Array | undefined> } {
+    let resumed: Promise<Uint8Array | undefined> = Promise.reject(
+      new ReplicationError("domain", "the checkpoint was never copied"),
+    );
+    resumed.catch(() => {});
+    return {
+      onCopied: () => {
+        resumed = (async () => {
+          const digest = this.settings.verify ? await this.domain.digest() : undefined;
+          this.#checkAlive();
+          this.proxy.checkpointCut();
+          // This thread steps off its core until the PVM runs (≤ RESUME_HAND_OFF_MS) before it
+          // encrypts and writes the checkpoint: the woken worker would otherwise queue behind it.
+          await this.domain.resume({ handOffMs: RESUME_HAND_OFF_MS });
+          return digest;
+        })();
+        resumed.catch(() => {});
+      },
+      done: () => resumed,
+    };
+  }
+
+  /**
    * The end of a COLO checkpoint once it is written: SVM_READY (and the digests, with --verify),
    * the proxy's release of the held output (after asking the PVM to resume, in the same turn, if
    * it still waits: "ready", or a first part over maxCopyPages), SVM_RESUMED, the record. `pause`
@@ -909,13 +929,16 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     readonly pause: () => number;
     readonly a: ArrayLike<number>;
     readonly b: ArrayLike<number>;
-    readonly sent: { readonly pages: number; readonly ms: number; readonly memoryPages: number };
+    readonly sent: CheckpointSendReport;
     readonly bytes0: number;
     readonly back0: number;
     readonly fsBlocks: number;
     readonly retaken: boolean;
   }): Promise<void> {
     const { seq, steps, mark } = e;
+    steps.pagesSent = e.sent.marks.pages - e.t0;
+    steps.captured = e.sent.marks.captured - e.t0;
+    steps.endWritten = e.sent.marks.end - e.t0;
     await this.#expectState(CHECKPOINT_STATE.SVM_READY, seq);
     const verified = e.mine === undefined ? undefined : await this.#verify(seq, e.mine);
     mark("svmReady");
@@ -976,7 +999,6 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     },
   ): Promise<void> {
     const stream = this.#stream!;
-    const back = this.#back!;
     const { seq, t0, steps, mark } = c;
     const strategy = this.settings.strategy;
     const verify = this.settings.verify;
@@ -997,35 +1019,21 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
     this.#checkAlive();
     const snap = r.value;
     // S's lists (back-channel), read after SVM_SUSPENDED; strategy cache gets none.
-    let list: { b: Uint32Array; fsB: readonly FsBlockRef[] } | undefined;
-    const receiveList = async (): Promise<{ b: Uint32Array; fsB: readonly FsBlockRef[] }> => {
+    let list: { b: Float64Array; fsB: readonly FsBlockRef[] } | undefined;
+    const receiveList = async (): Promise<{ b: Float64Array; fsB: readonly FsBlockRef[] }> => {
       if (list !== undefined) return list;
       await svmSuspended;
       mark("svmSuspended");
-      list = { b: new Uint32Array(0), fsB: [] };
+      list = { b: new Float64Array(0), fsB: [] };
       if (strategy === "back-channel") {
-        const m1 = await this.#recv();
-        if (m1.kind !== "dirty-pfns")
-          throw new ReplicationError(
-            "protocol",
-            `expected CHECKPOINT_DIRTY_PFN_LIST, got ${describeBack(m1)}`,
-            {
-              seq,
-            },
-          );
-        const m2 = await this.#recv();
-        if (m2.kind !== "fs-blocks")
-          throw new ReplicationError("protocol", `expected FS_DIRTY_BLOCK_LIST, got ${describeBack(m2)}`, {
-            seq,
-          });
-        list = { b: Uint32Array.from(m1.pfns), fsB: m2.blocks };
+        list = await this.#recvLists(seq);
         mark("listReceived");
       }
       return list;
     };
     let pauseMs = 0;
     let a: Uint32Array;
-    let sent: Awaited<ReturnType<CheckpointedStream["finishCheckpoint"]>> | undefined;
+    let sent: CheckpointSendReport | undefined;
     let mine: Uint8Array | undefined;
     let early = true;
     let stoppedAt = t0;
@@ -1080,31 +1088,15 @@ export class PrimaryController extends EventEmitter<PrimaryEvents> {
       early = pfns.length <= this.#maxCopyPages;
       stream.beginCheckpoint(seq, pfns, early ? { copy: true } : { borrow: true });
       mark("harvested");
-      const fsBlocks = mergeBlockLists(mergeBlockLists(fsBefore, fsNow), fsB);
+      const fsBlocks = unionBlocks(unionBlocks(fsBefore, fsNow), fsB);
       fsCount = fsBlocks.length;
-      let resumed: Promise<Uint8Array | undefined> | undefined;
-      sent = await stream.finishCheckpoint({
-        fsBlocks,
-        onCopied: !early
-          ? undefined
-          : () => {
-              resumed = (async () => {
-                const digest = verify ? await this.domain.digest() : undefined;
-                this.#checkAlive();
-                this.proxy.checkpointCut();
-                await this.domain.resume({ handOffMs: RESUME_HAND_OFF_MS });
-                pauseMs += (this.domain.resumedAt ?? performance.now()) - stoppedAt;
-                return digest;
-              })();
-              resumed.catch(() => {});
-            },
-      });
-      if (early) mine = await resumed;
-      else if (verify) mine = await this.domain.digest();
+      const resume = early ? this.#resumeWhenCopied() : undefined;
+      sent = await stream.finishCheckpoint({ fsBlocks, onCopied: resume?.onCopied });
+      if (resume !== undefined) {
+        mine = await resume.done();
+        pauseMs += (this.domain.resumedAt ?? performance.now()) - stoppedAt;
+      } else if (verify) mine = await this.domain.digest();
     }
-    steps.pagesSent = sent.marks.pages - t0;
-    steps.captured = sent.marks.captured - t0;
-    steps.endWritten = sent.marks.end - t0;
     const { b } = await receiveList();
     await this.#endColoCheckpoint({
       trigger,

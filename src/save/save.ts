@@ -23,7 +23,7 @@
  * Live pre-copy stops iterating when the pages left would be sent within the downtime target at
  * the throughput measured so far, when the dirty set stops shrinking, or at the round limit.
  */
-import { type Domain, PAGE_SIZE } from "../guest/domain.ts";
+import { copyPageRuns, type Domain, PAGE_SIZE } from "../guest/domain.ts";
 import type { ByteSink } from "./channel.ts";
 import { Emitter, MAX_BATCH } from "./emit.ts";
 import { SaveError } from "./errors.ts";
@@ -293,19 +293,15 @@ export class StreamSaver {
     } catch (e) {
       throw new SaveError("domain", "reading the pages failed", { cause: e });
     }
-    for (let i = 0; i < keep.length; ) {
-      let j = i + 1;
-      if (mem !== undefined) {
-        while (j < keep.length && keep[j] === keep[j - 1]! + 1) j++;
-        copy.set(mem.subarray(keep[i]! * PAGE_SIZE, (keep[j - 1]! + 1) * PAGE_SIZE), i * PAGE_SIZE);
-      } else {
+    if (mem !== undefined) copyPageRuns(mem, keep, copy);
+    else {
+      for (let i = 0; i < keep.length; i++) {
         try {
-          this.domain.readPage(keep[i]!, copy.subarray(i * PAGE_SIZE, j * PAGE_SIZE));
+          this.domain.readPage(keep[i]!, copy.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
         } catch (e) {
           throw new SaveError("domain", `reading page ${keep[i]} failed`, { cause: e });
         }
       }
-      i = j;
     }
     return { chunks: this.#pageChunks(keep, copy), pages: keep.length };
   }

@@ -22,6 +22,7 @@ import {
   type ResumeOptions,
   type SnapshotOptions,
   type SuspendOptions,
+  unionBlocks,
 } from "../domain.ts";
 import type { GuestPort, PortInput, PortOutput, StdinInput } from "../port.ts";
 import type { WasiHostOptions } from "../wasi/contract.ts";
@@ -267,7 +268,7 @@ export class WasmDomain implements Domain, GuestPort {
         return;
       case "suspended": {
         this.#captured = e.captured === undefined ? undefined : { ...e.captured, blocks: e.fsDirty };
-        this.#fsDirty = mergeBlocks(this.#fsDirty, e.fsDirty);
+        this.#fsDirty = unionBlocks(this.#fsDirty, e.fsDirty);
         if (this.#state === "running") this.#state = "suspended";
         // A snapshot that became a stop (too many pages): the domain is suspended.
         const snap = this.#snap;
@@ -738,7 +739,7 @@ export class WasmDomain implements Domain, GuestPort {
     await this.#checkAsync("harvestFsDirty", "suspended", "exited", "trapped");
     // An ended guest did not send its blocks with an event: ask its worker.
     if (this.#state !== "suspended")
-      return mergeBlocks(this.#fsDirty.splice(0), await this.#request<FsBlockRef[]>({ op: "harvestFs" }));
+      return unionBlocks(this.#fsDirty.splice(0), await this.#request<FsBlockRef[]>({ op: "harvestFs" }));
     const held = this.#fsDirty;
     this.#fsDirty = [];
     return held;
@@ -823,15 +824,6 @@ function sameBlocks(a: readonly FsBlockRef[], b: readonly FsBlockRef[]): boolean
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i]!.ino !== b[i]!.ino || a[i]!.block !== b[i]!.block) return false;
   return true;
-}
-
-/** `a` ∪ `b`, sorted by (ino, block) as the host's harvest is. */
-function mergeBlocks(a: FsBlockRef[], b: FsBlockRef[]): FsBlockRef[] {
-  if (a.length === 0) return b;
-  if (b.length === 0) return a;
-  const seen = new Map<string, FsBlockRef>();
-  for (const r of [...a, ...b]) seen.set(`${r.ino}:${r.block}`, r);
-  return [...seen.values()].sort((x, y) => x.ino - y.ino || x.block - y.block);
 }
 
 function deserialize(e: SerializedError): Error {

@@ -11,7 +11,7 @@
  */
 import { randomFillSync } from "node:crypto";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
-import type { FsBlockRef } from "../domain.ts";
+import { copyPageRuns, type FsBlockRef, PAGE_SIZE, unionBlocks } from "../domain.ts";
 import type { PortInput, PortOutput, StdinInput } from "../port.ts";
 import { createRealtimeClock } from "../wasi/clocks.ts";
 import {
@@ -158,12 +158,6 @@ function takeFsDirty(): FsBlockRef[] {
   pendingFs = [];
   Atomics.store(ctl32, FS_PENDING, 0);
   return out;
-}
-
-function unionBlocks(a: readonly FsBlockRef[], b: readonly FsBlockRef[]): FsBlockRef[] {
-  const seen = new Map<string, FsBlockRef>();
-  for (const r of [...a, ...b]) seen.set(`${r.ino}:${r.block}`, r);
-  return [...seen.values()].sort((x, y) => x.ino - y.ino || x.block - y.block);
 }
 
 function pump(): number {
@@ -329,7 +323,7 @@ function takeSnapshot(): boolean {
   if (how !== STOP_SNAPSHOT && how !== STOP_SNAPSHOT_DIGEST) return false;
   const stoppedAt = nowMs();
   const mem = new Uint8Array(memory.buffer);
-  const memoryPages = mem.byteLength >>> 12;
+  const memoryPages = mem.byteLength / PAGE_SIZE;
   if (countMap(map64, ctlBytes, memoryPages) > Atomics.load(ctl32, SNAP_MAX)) {
     Atomics.store(ctl32, STOP, STOP_CAPTURE);
     return false;
@@ -353,13 +347,8 @@ function takeSnapshot(): boolean {
     return false;
   }
   const pfns = harvestMap(map64, ctl32, memoryPages);
-  const pages = new Uint8Array(pfns.length * 4096);
-  for (let i = 0; i < pfns.length; ) {
-    let j = i + 1;
-    while (j < pfns.length && pfns[j] === pfns[j - 1]! + 1) j++;
-    pages.set(mem.subarray(pfns[i]! * 4096, (pfns[j - 1]! + 1) * 4096), i * 4096);
-    i = j;
-  }
+  const pages = new Uint8Array(pfns.length * PAGE_SIZE);
+  copyPageRuns(mem, pfns, pages);
   Atomics.store(ctl32, STOP, 0);
   host.onResume();
   const resumedAt = nowMs();
